@@ -1,0 +1,1 @@
+"""Config: where the YAML lives, recipes, composing, validating and instantiating safely."""

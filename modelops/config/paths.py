@@ -1,0 +1,24 @@
+"""Where `conf/` and `recipes/` are: inside the installed package (wheel) or at the checkout's top."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def _find(name: str) -> Path:
+    # A wheel carries the folders as package data under modelops/_resources/; an editable
+    # install or a plain checkout has them beside the package.
+    for candidate in (_PACKAGE / "_resources" / name, _PACKAGE.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"modelops: cannot find its {name}/ folder next to {_PACKAGE}")
+
+
+def conf_dir() -> Path:
+    return _find("conf")
+
+
+def recipes_dir() -> Path:
+    return _find("recipes")

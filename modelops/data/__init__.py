@@ -1,0 +1,1 @@
+"""Data: `Dataset`, file formats and loaders, demo data."""

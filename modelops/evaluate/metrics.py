@@ -1,0 +1,189 @@
+"""Classification metrics as plain functions in a registry, computed from one confusion matrix with numpy.
+
+Every metric function takes ``(predictions, references, num_labels, average)``: two integer arrays of class ids in
+``range(num_labels)`` and an averaging mode, and returns a float (``confusion_matrix`` returns a list of lists).
+
+Averaging follows scikit-learn called with ``labels=range(num_labels)`` and ``zero_division=0``:
+
+- ``"macro"`` (default): unweighted mean over all ``num_labels`` classes, including classes that occur in neither
+  ``references`` nor ``predictions``; such a class scores 0 for precision, recall and F1 and still counts in the mean.
+- ``"micro"``: from the global true/false positive counts; since every prediction is one of the labels, micro
+  precision, recall and F1 all equal accuracy.
+- ``"weighted"``: mean over classes weighted by support (count in ``references``), so classes with no support
+  weigh nothing.
+- ``"binary"``: the score of the positive class 1 only; needs ``num_labels == 2``.
+
+A ratio whose denominator is 0 (precision of a class never predicted, recall of a class never present, F1 of a
+class with neither) is 0, as with ``zero_division=0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from modelops.errors import EvaluationError
+
+AVERAGES = ("macro", "micro", "weighted", "binary")
+
+LM_METRICS = {"loss", "perplexity", "bits_per_byte"}
+"""Language-model metric names; computed by :func:`modelops.evaluate.perplexity.language_model_scores`."""
+
+
+def _confusion(predictions: np.ndarray, references: np.ndarray, num_labels: int) -> np.ndarray:
+    """Counts as a ``num_labels x num_labels`` int array; rows are true labels, columns predicted labels."""
+    return np.bincount(references * num_labels + predictions, minlength=num_labels * num_labels).reshape(
+        num_labels, num_labels
+    )
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Elementwise ratio that is 0 where the denominator is 0 (scikit-learn's ``zero_division=0``)."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    out = np.zeros_like(numerator)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def _check_average(average: str, num_labels: int) -> None:
+    """Raise EvaluationError for an unknown ``average`` or ``"binary"`` with other than two labels."""
+    if average not in AVERAGES:
+        raise EvaluationError(f"average={average!r} is not one of {list(AVERAGES)}")
+    if average == "binary" and num_labels != 2:
+        raise EvaluationError(f"average='binary' needs num_labels == 2 (positive label 1), got num_labels={num_labels}")
+
+
+def _per_class_counts(predictions, references, num_labels: int, average: str) -> tuple[np.ndarray, ...]:
+    """True positives, predicted counts and support per class, reduced to what ``average`` scores on."""
+    _check_average(average, num_labels)
+    matrix = _confusion(predictions, references, num_labels)
+    tp, predicted, support = np.diag(matrix), matrix.sum(axis=0), matrix.sum(axis=1)
+    if average == "micro":
+        return tp.sum(keepdims=True), predicted.sum(keepdims=True), support.sum(keepdims=True)
+    if average == "binary":
+        return tp[1:], predicted[1:], support[1:]
+    return tp, predicted, support
+
+
+def _reduce(scores: np.ndarray, support: np.ndarray, average: str) -> float:
+    """Per-class scores to one float: plain mean, or support-weighted for ``"weighted"``."""
+    if average == "weighted":
+        return float(_safe_divide((scores * support).sum(), support.sum()))
+    return float(scores.mean())
+
+
+def accuracy(predictions, references, num_labels: int, average: str = "macro") -> float:
+    """Fraction of predictions equal to the reference label; ``average`` is accepted and ignored."""
+    return float(np.mean(predictions == references))
+
+
+def precision(predictions, references, num_labels: int, average: str = "macro") -> float:
+    """Precision ``tp / (tp + fp)`` averaged as ``average`` says (see the module docstring)."""
+    tp, predicted, support = _per_class_counts(predictions, references, num_labels, average)
+    return _reduce(_safe_divide(tp, predicted), support, average)
+
+
+def recall(predictions, references, num_labels: int, average: str = "macro") -> float:
+    """Recall ``tp / (tp + fn)`` averaged as ``average`` says (see the module docstring)."""
+    tp, _, support = _per_class_counts(predictions, references, num_labels, average)
+    return _reduce(_safe_divide(tp, support), support, average)
+
+
+def f1(predictions, references, num_labels: int, average: str = "macro") -> float:
+    """F1 ``2 tp / (2 tp + fp + fn)`` averaged as ``average`` says (see the module docstring)."""
+    tp, predicted, support = _per_class_counts(predictions, references, num_labels, average)
+    # 2tp / (predicted + support) is the harmonic mean of precision and recall, and is 0 (not NaN) when both are 0.
+    return _reduce(_safe_divide(2 * tp, predicted + support), support, average)
+
+
+def confusion_matrix(predictions, references, num_labels: int, average: str = "macro") -> list[list[int]]:
+    """Counts as ``num_labels`` rows (true label) of ``num_labels`` columns (predicted label); ``average`` ignored."""
+    return _confusion(predictions, references, num_labels).tolist()
+
+
+CLASSIFICATION_METRICS: dict[str, Callable[..., Any]] = {
+    "accuracy": accuracy,
+    "f1": f1,
+    "precision": precision,
+    "recall": recall,
+    "confusion_matrix": confusion_matrix,
+}
+
+
+def register_metric(name: str, fn: Callable[..., Any]) -> None:
+    """Add (or replace) a classification metric.
+
+    Args:
+        name: The name metric lists and results use.
+        fn: A callable ``fn(predictions, references, num_labels, average)`` returning a JSON-serialisable value.
+
+    Raises:
+        EvaluationError: If ``fn`` is not callable or ``name`` is an LM metric name.
+    """
+    if not callable(fn):
+        raise EvaluationError(f"register_metric({name!r}, ...): {fn!r} is not callable")
+    if name in LM_METRICS:
+        raise EvaluationError(f"register_metric({name!r}, ...): {name!r} is a language-model metric and is reserved")
+    CLASSIFICATION_METRICS[name] = fn
+
+
+def known_metrics() -> list[str]:
+    """Every metric name an evaluation accepts: registered classification metrics and the LM metrics, sorted."""
+    return sorted(set(CLASSIFICATION_METRICS) | LM_METRICS)
+
+
+def _as_labels(values, name: str, num_labels: int) -> np.ndarray:
+    """``values`` as a 1-D int64 array of ids in ``range(num_labels)``, or an EvaluationError naming ``name``."""
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise EvaluationError(f"{name} must be 1-D, got shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise EvaluationError(f"{name} must be integer class ids, got dtype {array.dtype}")
+    array = array.astype(np.int64, copy=False)
+    bad = np.flatnonzero((array < 0) | (array >= num_labels))
+    if bad.size:
+        raise EvaluationError(
+            f"{name}[{bad[0]}] = {array[bad[0]]} is outside range(num_labels={num_labels}) ({bad.size} such rows)"
+        )
+    return array
+
+
+def compute_classification(
+    names: list[str], predictions, references, num_labels: int, average: str = "macro"
+) -> dict[str, Any]:
+    """Compute the named classification metrics.
+
+    Args:
+        names: Metric names; LM metric names are skipped (they are not computed from labels).
+        predictions: Predicted class ids, shape ``(n,)``.
+        references: True class ids, shape ``(n,)``.
+        num_labels: Number of classes; ids must lie in ``range(num_labels)``.
+        average: ``"macro"``, ``"micro"``, ``"weighted"`` or ``"binary"`` (see the module docstring).
+
+    Returns:
+        ``{name: value}`` for every classification name in ``names``, in order.
+
+    Raises:
+        EvaluationError: For an unknown name (the message lists the known ones), a bad ``average``, empty or
+            mismatched inputs, or ids outside ``range(num_labels)``.
+    """
+    unknown = [name for name in names if name not in CLASSIFICATION_METRICS and name not in LM_METRICS]
+    if unknown:
+        raise EvaluationError(f"unknown metric(s) {unknown}; known metrics: {', '.join(known_metrics())}")
+    if num_labels < 1:
+        raise EvaluationError(f"num_labels must be >= 1, got {num_labels}")
+    _check_average(average, num_labels)
+    predictions = _as_labels(predictions, "predictions", num_labels)
+    references = _as_labels(references, "references", num_labels)
+    if predictions.shape != references.shape:
+        raise EvaluationError(f"{predictions.size} predictions for {references.size} references")
+    if predictions.size == 0:
+        raise EvaluationError("no predictions to score (empty evaluation set)")
+    return {
+        name: CLASSIFICATION_METRICS[name](predictions, references, num_labels, average)
+        for name in names
+        if name in CLASSIFICATION_METRICS
+    }

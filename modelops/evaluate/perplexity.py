@@ -1,0 +1,171 @@
+"""Token-level loss, perplexity and bits per byte of a causal language model over a list of texts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from modelops.errors import EvaluationError
+
+_IGNORE = -100  # the label PyTorch's cross_entropy skips
+
+
+def language_model_scores(
+    model,
+    tokenizer,
+    texts: list[str],
+    *,
+    max_length: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 8,
+    device=None,
+) -> dict[str, Any]:
+    """Score ``texts`` with a causal LM: mean token negative log-likelihood, perplexity and bits per byte.
+
+    Every text is tokenized with the tokenizer's special tokens. The first token of a text is context only, never
+    predicted: when the tokenizer adds a BOS token that is the BOS (so every word of the text is scored); otherwise
+    it is the text's first token. All predicted tokens of all texts are pooled, so ``loss`` is the mean over tokens,
+    not a mean of per-text means.
+
+    Texts longer than ``max_length`` tokens are scored with a sliding window, the "perplexity of fixed-length
+    models" method of the Hugging Face docs: windows of ``max_length`` tokens start at ``0, stride, 2*stride, ...``
+    until one reaches the end of the text, and each window scores only the tokens that the previous window did not
+    reach, using the ones before them in the window as context. Each token is thus scored once, with at least
+    ``max_length - stride`` tokens of context once past the first window. With ``stride == max_length`` the windows
+    do not overlap and the first token of each window is context only, as in the Hugging Face recipe.
+
+    Windows are sorted by length and batched with right padding that is masked out (attention mask 0, label -100),
+    so the result does not depend on ``batch_size`` or on the order of ``texts`` beyond float rounding. The model runs
+    in eval mode under ``torch.inference_mode`` (its training mode is restored afterwards).
+
+    Args:
+        model: A causal LM (``transformers`` ``*ForCausalLM``, or a PEFT model wrapping one).
+        tokenizer: Its tokenizer; only ``tokenizer(texts)["input_ids"]`` is used, padding is done here.
+        texts: The texts to score.
+        max_length: Tokens per window; defaults to the model's ``max_position_embeddings``.
+        stride: How far each window advances; defaults to ``max_length // 2``. Must be in ``1..max_length``.
+        batch_size: Windows per forward pass.
+        device: Where to run; defaults to the device of the model's parameters.
+
+    Returns:
+        ``{"loss": mean NLL per predicted token (nats), "perplexity": exp(loss), "bits_per_byte": total NLL in bits
+        divided by the total UTF-8 bytes of texts, "tokens": number of predicted tokens}``.
+
+    Raises:
+        EvaluationError: If the model is not a causal LM, ``texts`` is empty or has no text of two tokens or more,
+            or ``max_length``/``stride``/``batch_size`` is impossible.
+    """
+    _check_causal_lm(model)
+    if not texts:
+        raise EvaluationError("perplexity needs at least one text; the evaluation set is empty")
+    max_length, stride = _window_sizes(model, max_length, stride)
+    if batch_size < 1:
+        raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
+    token_ids = tokenizer(list(texts))["input_ids"]
+    windows = [window for ids in token_ids for window in _windows(ids, max_length, stride)]
+    total_nll, tokens = _score_windows(model, windows, batch_size, device)
+    if tokens == 0:
+        raise EvaluationError("perplexity needs a text of at least two tokens; every text has one token or none")
+    total_bytes = sum(len(text.encode("utf-8")) for text in texts)
+    loss = total_nll / tokens
+    return {
+        "loss": loss,
+        "perplexity": math.exp(loss),
+        "bits_per_byte": total_nll / math.log(2) / total_bytes,
+        "tokens": tokens,
+    }
+
+
+def _check_causal_lm(model) -> None:
+    """Raise EvaluationError unless ``model`` has a language-modelling head and generates left to right."""
+    name = type(model).__name__
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if head is None:
+        is_classifier = "Classification" in name or hasattr(model, "score") or hasattr(model, "classifier")
+        what = "a classifier" if is_classifier else "a model without a language-modelling head"
+        raise EvaluationError(f"perplexity needs a causal language model; {name} is {what}")
+    config = getattr(model, "config", None)
+    can_generate = getattr(model, "can_generate", lambda: False)
+    if not can_generate() or getattr(config, "is_encoder_decoder", False):
+        raise EvaluationError(f"perplexity needs a causal language model; {name} is not one (masked or seq2seq LM)")
+
+
+def _window_sizes(model, max_length: int | None, stride: int | None) -> tuple[int, int]:
+    """Resolve the defaults of ``max_length`` (the model's context) and ``stride`` (half of it) and check them."""
+    if max_length is None:
+        max_length = getattr(model.config, "max_position_embeddings", None)
+        if max_length is None:
+            raise EvaluationError(f"{type(model).__name__}.config has no max_position_embeddings; pass max_length")
+    if max_length < 2:
+        raise EvaluationError(f"max_length must be >= 2 tokens to predict anything, got {max_length}")
+    stride = max(1, max_length // 2) if stride is None else stride
+    if not 1 <= stride <= max_length:
+        raise EvaluationError(f"stride must be in 1..max_length={max_length}, got {stride}")
+    return max_length, stride
+
+
+def _windows(ids: list[int], max_length: int, stride: int) -> list[tuple[list[int], int]]:
+    """Split one text's ids into ``(window ids, number of trailing tokens the window scores)``.
+
+    The first token of a window has nothing before it in the window, so it is never scored; hence the count is
+    capped at ``len(window) - 1``.
+    """
+    windows, scored_until = [], 0
+    for begin in range(0, len(ids), stride):
+        end = min(begin + max_length, len(ids))
+        scored = min(end - scored_until, end - begin - 1)
+        if scored > 0:
+            windows.append((ids[begin:end], scored))
+        scored_until = end
+        if end == len(ids):
+            break
+    return windows
+
+
+def _score_windows(model, windows: list[tuple[list[int], int]], batch_size: int, device) -> tuple[float, int]:
+    """Total NLL (nats, summed in float64) and number of scored tokens over all windows."""
+    import torch
+
+    device = device if device is not None else next(model.parameters()).device
+    # Sorting by length keeps padding small; the stable sort plus masking keeps the result order-independent.
+    ordered = sorted(windows, key=lambda window: len(window[0]))
+    was_training = model.training
+    model.eval()
+    total_nll, tokens = 0.0, 0
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(ordered), batch_size):
+                input_ids, attention_mask, labels = _collate(ordered[start : start + batch_size], device)
+                total_nll += _batch_nll(model, input_ids, attention_mask, labels)
+                tokens += int((labels != _IGNORE).sum())
+    finally:
+        model.train(was_training)
+    return total_nll, tokens
+
+
+def _collate(batch: list[tuple[list[int], int]], device):
+    """Right-pad windows into tensors; labels are -100 on padding and on the context part of each window."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.zeros(len(batch), width, dtype=torch.long)
+    attention_mask = torch.zeros(len(batch), width, dtype=torch.long)
+    labels = torch.full((len(batch), width), _IGNORE, dtype=torch.long)
+    for row, (ids, scored) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+        labels[row, len(ids) - scored : len(ids)] = input_ids[row, len(ids) - scored : len(ids)]
+    return input_ids.to(device), attention_mask.to(device), labels.to(device)
+
+
+def _batch_nll(model, input_ids, attention_mask, labels) -> float:
+    """Summed NLL of the labelled tokens; logits at position t predict the token at t + 1."""
+    import torch
+
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    targets = labels[:, 1:]
+    scored = targets != _IGNORE
+    # Upcast only the scored positions: a bf16 model's full logits in float32 can be large.
+    nll = torch.nn.functional.cross_entropy(logits[scored].float(), targets[scored], reduction="sum")
+    return float(nll.double())

@@ -1,0 +1,1 @@
+"""Models: specs, resolving references, loading, PEFT, model cards."""

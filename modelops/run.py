@@ -1,0 +1,106 @@
+"""The pipeline: validate the composed config, instantiate each group, run the stages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from modelops.config.build import instantiate
+from modelops.config.validate import validate
+from modelops.io import write_json
+from modelops.train.record import JobRecord
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run(cfg, run_dir: str | Path) -> dict[str, Any]:
+    """Run the stages of a composed config in `run_dir`; return the evaluation metrics.
+
+    Raises:
+        ModelopsError: a bad config, data or model, with the failed state in `job.json`.
+    """
+    run_dir = Path(run_dir)
+    record = JobRecord(run_dir / "job.json", enabled=is_main_process())
+    record.update(status="validating")
+    try:
+        validate(cfg)  # before anything heavy is imported or loaded
+        results = _run_stages(cfg, run_dir, record)
+    except BaseException as exc:
+        record.update(status="cancelled" if isinstance(exc, KeyboardInterrupt) else "failed", error=str(exc))
+        raise
+    record.update(status="succeeded", progress=1.0, metrics=results)
+    return results
+
+
+def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
+    import datasets
+    import transformers
+    from omegaconf import OmegaConf
+
+    # Per-map bars and weight-loading reports drown the training bar and the report table.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+    stages = list(cfg.stages)
+    # Dependency order: the data first, the model spec before the trainer and the evaluator.
+    dataset = instantiate(cfg.dataset, "dataset")
+    spec = instantiate(cfg.model, "model")
+    trainer = instantiate(cfg.trainer, "trainer")
+    evaluator = instantiate(cfg.evaluator, "evaluator")
+    data_dir = run_dir / "data"
+    if is_main_process():
+        write_json(data_dir / "lineage.json", {"loaded": dataset.lineage()})
+    if "sanitize" in stages:
+        dataset = _sanitize(cfg, dataset, data_dir)
+    results: dict[str, Any] = {}
+    if "evaluate" in stages:
+        results["base"] = evaluator.evaluate(spec.name_or_path, dataset).to_dict()
+    if "train" in stages:
+        from modelops.train.loop import train
+
+        trained = train(spec, dataset, trainer, run_dir, record)
+        results["train"] = {"steps": trained.steps, "final_loss": trained.final_loss,
+                            "tokens_per_s": trained.tokens_per_second, "model_dir": str(trained.model_dir)}  # fmt: skip
+        if "evaluate" in stages:
+            tuned = evaluator.evaluate(trained.model_dir, dataset)
+            if is_main_process():
+                tuned.save_predictions(run_dir / "predictions.jsonl")
+            results["fine_tuned"] = tuned.to_dict()
+        if is_main_process():
+            from modelops.models.card import write_model_card
+
+            write_model_card(trained.model_dir, OmegaConf.to_yaml(cfg), _metrics_only(results))
+    if is_main_process() and "evaluate" in stages:
+        write_json(run_dir / "eval.json", results)
+    return results
+
+
+def _sanitize(cfg, dataset, data_dir: Path):
+    sanitizer = instantiate(cfg.sanitizer, "sanitizer")
+    clean = sanitizer.sanitize(dataset)
+    if is_main_process():
+        sanitizer.report.save(data_dir)
+        write_json(data_dir / "lineage.json", {"loaded": dataset.lineage(), "sanitized": clean.lineage()})
+        print(sanitizer.report.table())
+    return clean
+
+
+def _metrics_only(results: dict[str, Any]) -> dict[str, Any]:
+    return {name: r["metrics"] for name, r in results.items() if isinstance(r, dict) and "metrics" in r}
+
+
+def summary(results: dict[str, Any], run_dir: Path) -> str:
+    """A few lines for the terminal: metrics before/after and where the model is."""
+    from modelops.evaluate.results import EvalResults, comparison_table
+
+    lines = [f"run directory: {run_dir}"]
+    evals = {k: EvalResults(**{**v, "predictions": []}) for k, v in results.items() if k in ("base", "fine_tuned")}
+    if evals:
+        lines.append(comparison_table(evals))
+    if "train" in results:
+        lines.append(f"model: {results['train']['model_dir']}")
+    return "\n".join(lines)

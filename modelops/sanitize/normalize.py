@@ -1,0 +1,55 @@
+"""Normalise text: unicode form, control and zero-width characters, whitespace."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from modelops.errors import ConfigError
+from modelops.sanitize.step import MODIFIED, REASON, StepContext, map_step, map_texts
+
+# Cc/Cf characters other than tab and newline: bells, escapes, zero-width spaces, BOMs.
+_INVISIBLE = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b-\u200f\u2060-\u2064\ufeff]")
+_SPACES = re.compile(r"[^\S\n]+")
+_NEWLINES = re.compile(r"\s*\n\s*")
+_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
+
+
+@dataclass
+class Normalize:
+    """Rewrite every text field: unicode normal form, invisible characters out, whitespace tidied.
+
+    Args:
+        unicode_form: `NFC`, `NFKC` (default: folds full-width letters and non-breaking spaces),
+            `NFD`, `NFKD`, or null to leave the form alone.
+        strip_control: remove control and zero-width characters (tab and newline are kept).
+        collapse_whitespace: runs of spaces/tabs become one space; blank-line runs one newline.
+        strip: trim leading and trailing whitespace.
+    """
+
+    unicode_form: str | None = "NFKC"
+    strip_control: bool = True
+    collapse_whitespace: bool = True
+    strip: bool = True
+    name: str = "normalize"
+
+    def __post_init__(self) -> None:
+        if self.unicode_form is not None and self.unicode_form not in _FORMS:
+            raise ConfigError(f"normalize.unicode_form: {self.unicode_form!r} is not one of {list(_FORMS)} or null")
+
+    def clean(self, text: str) -> str:
+        if self.unicode_form:
+            text = unicodedata.normalize(self.unicode_form, text)
+        if self.strip_control:
+            text = _INVISIBLE.sub("", text)
+        if self.collapse_whitespace:
+            text = _NEWLINES.sub("\n", _SPACES.sub(" ", text))
+        return text.strip() if self.strip else text
+
+    def __call__(self, table, ctx: StepContext):
+        def batch_fn(batch):
+            changed = map_texts(batch, ctx, self.clean)
+            return {**batch, REASON: [""] * len(changed), MODIFIED: changed}
+
+        return map_step(table, ctx, batch_fn)

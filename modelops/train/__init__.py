@@ -1,0 +1,1 @@
+"""Training: the job, the loop, batching, the job record."""

@@ -1,0 +1,75 @@
+"""`python -m modelops.train.worker RUN_DIR`: the process a `FineTuningJob` starts.
+
+It reads the job's inputs from the run directory, validates them (status `validating`), trains
+(`running`) and records the outcome (`succeeded`, `failed` with the error, or `cancelled` on
+SIGTERM/SIGINT) in `job.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from modelops.errors import ModelopsError
+from modelops.train.record import JobRecord
+
+
+class _Cancelled(BaseException):
+    """Raised in the training process by SIGTERM/SIGINT."""
+
+
+def _on_signal(signum, frame):
+    raise _Cancelled(signal.Signals(signum).name)
+
+
+def _validate_and_load(run_dir: Path):
+    from modelops.config.build import instantiate
+    from modelops.config.validate import DEFAULT_ALLOWED, check_node
+    from modelops.data.dataset import Dataset
+    from modelops.models.resolve import resolve_name_or_path
+
+    spec_doc = json.loads((run_dir / "job_spec.json").read_text())
+    for group in ("model", "trainer"):
+        check_node(group, spec_doc[group], DEFAULT_ALLOWED)
+    spec = instantiate(spec_doc["model"], "model")
+    config = instantiate(spec_doc["trainer"], "trainer")
+    resolve_name_or_path(spec.name_or_path)  # an unknown model fails here, before any loading
+    dataset = Dataset.load_from_disk(run_dir / "data" / "input")
+    return spec, config, dataset
+
+
+def main(run_dir: str) -> int:
+    import datasets
+
+    run_dir = Path(run_dir)
+    record = JobRecord(run_dir / "job.json")
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    datasets.disable_progress_bars()
+    try:
+        record.update(status="validating", pid=os.getpid())
+        spec, config, dataset = _validate_and_load(run_dir)
+        from modelops.train.loop import train
+
+        result = train(spec, dataset, config, run_dir, record)
+    except _Cancelled as exc:
+        record.update(status="cancelled", error=f"cancelled by {exc}")
+        return 1
+    except ModelopsError as exc:
+        record.update(status="failed", error=str(exc))
+        return 2
+    except Exception as exc:
+        traceback.print_exc()
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        return 1
+    metrics = {"steps": result.steps, "final_loss": result.final_loss, "tokens_per_s": result.tokens_per_second}
+    record.update(status="succeeded", progress=1.0, metrics=metrics, model_dir=str(result.model_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
