@@ -24,8 +24,25 @@ def instantiate(node, key: str, **kwargs: Any) -> Any:
         if isinstance(cause, ModelopsError):
             raise cause from None
         bad = _BAD_ARG.search(str(cause))
-        where = f"{key}.{bad.group(1)}" if bad else key
+        where = _find_key(node, bad.group(1), key) if bad else key
         raise ConfigError(f"{where}: {cause}") from None
+
+
+def _find_key(node, name: str, path: str) -> str:
+    """The full path of the (first, depth-first) config key called `name` under `node`."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    data = OmegaConf.to_container(node) if isinstance(node, DictConfig | ListConfig) else node
+    stack = [(path, data)]
+    while stack:
+        where, item = stack.pop(0)
+        if isinstance(item, dict):
+            if name in item:
+                return f"{where}.{name}"
+            stack.extend((f"{where}.{k}", v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{where}.{i}", v) for i, v in enumerate(item))
+    return path
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config"):

@@ -1,0 +1,26 @@
+# Everyday commands; each assumes the environment from the README's setup (.venv).
+PY ?= .venv/bin/python
+
+.PHONY: setup run test test-fast lint format bench
+
+setup:
+	python3 -m venv .venv && .venv/bin/pip install -e ".[dev]"
+
+run:
+	$(PY) -m modelops +recipe=lora_small
+
+test:
+	$(PY) -m pytest
+
+test-fast:
+	$(PY) -m pytest -m "not slow"
+
+lint:
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+format:
+	$(PY) -m ruff format . && $(PY) -m ruff check --fix .
+
+bench:
+	$(PY) benchmarks/bench_near_dedup.py
+	$(PY) benchmarks/bench_dataset_memory.py

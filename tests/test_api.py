@@ -1,0 +1,102 @@
+"""The Python API snippet of DESIGN.md, run as written against real JSONL files."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from modelops.data.demo_sentiment import sentiment
+from modelops.errors import ConfigError, JobError
+
+
+@pytest.fixture
+def jsonl_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = sentiment(n_train=320, n_validation=0, n_test=128, seed=3)
+    data["train"].to_json("training_data.jsonl", lines=True)
+    data["test"].to_json("test.jsonl", lines=True)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_design_snippet_runs_as_written(jsonl_files):
+    from modelops import Dataset, DatasetSanitizer, Evaluator, FineTuningJob
+
+    dataset = Dataset.from_jsonl("training_data.jsonl")
+    clean = DatasetSanitizer().sanitize(dataset)
+    clean.save("clean_data.jsonl")
+
+    job = FineTuningJob(model="minilm_cls", dataset=clean, epochs=1, learning_rate=2e-3, batch_size=16, log_every=2)
+    started = time.monotonic()
+    job.start()  # returns at once
+    assert time.monotonic() - started < 5
+    statuses, progress = [], []
+    while job.status in ("queued", "validating", "running"):
+        statuses.append(job.status)
+        progress.append(job.progress)
+        time.sleep(0.2)
+    assert job.status == "succeeded", job.error
+    results = Evaluator().evaluate(
+        model=job.fine_tuned_model, dataset=Dataset.from_jsonl("test.jsonl"), metrics=["accuracy", "f1"]
+    )
+    assert results.accuracy >= 0.85
+
+    # queued -> (validating) -> running -> succeeded, progress never goes back and ends at 1.0.
+    order = ["queued", "validating", "running"]
+    seen = [s for i, s in enumerate(statuses) if i == 0 or statuses[i - 1] != s]
+    assert seen == sorted(seen, key=order.index) and "running" in seen
+    assert progress == sorted(progress) and job.progress == 1.0
+    assert any(0 < p < 1 for p in progress)
+    assert any(e["message"] == "model saved" for e in job.events)
+    assert job.metrics["steps"] == 20
+
+    # Dataset.save wrote what was sanitised, row for row.
+    saved = [json.loads(line) for line in open("clean_data.jsonl")]
+    assert len(saved) == len(clean["train"]) < len(dataset["train"])
+
+    # A second watcher attaches by run directory and sees the same job.
+    watcher = FineTuningJob.attach(job.run_dir)
+    assert watcher.status == "succeeded" and watcher.fine_tuned_model == job.fine_tuned_model
+    with pytest.raises(JobError, match="already ended"):
+        watcher.cancel()
+    with pytest.raises(JobError, match="already started"):
+        job.start()
+
+
+def test_failed_job_reports_its_error(jsonl_files):
+    from modelops import Dataset, FineTuningJob
+
+    job = FineTuningJob(model="no/such-model-here", dataset=Dataset.from_jsonl("training_data.jsonl"), epochs=1)
+    job.start()
+    assert job.wait(timeout=120) == "failed"
+    assert "no/such-model-here" in job.error
+
+
+def test_cancel_stops_a_running_job(jsonl_files):
+    from modelops import Dataset, FineTuningJob
+
+    job = FineTuningJob(model="minilm_cls", dataset=Dataset.from_jsonl("training_data.jsonl"), epochs=50)
+    job.start()
+    deadline = time.monotonic() + 120
+    while job.status != "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job.cancel()
+    assert job.wait(timeout=60) == "cancelled"
+
+
+def test_bad_trainer_options_fail_at_once(jsonl_files):
+    from modelops import FineTuningJob
+
+    with pytest.raises(ConfigError, match="batch_sise"):
+        FineTuningJob(model="minilm_cls", epochs=1, batch_sise=8)
+    with pytest.raises(ConfigError, match="trainer.epochs"):
+        FineTuningJob(model="minilm_cls", epochs=0)
+
+
+def test_attach_to_a_directory_that_is_not_a_run(tmp_path):
+    from modelops import FineTuningJob
+
+    with pytest.raises(JobError, match="not a run directory"):
+        FineTuningJob.attach(tmp_path)

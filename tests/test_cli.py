@@ -1,0 +1,60 @@
+"""`python -m modelops`: the real entrypoint in a subprocess, as a user types it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env.pop("MODELOPS_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "modelops", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_default_recipe_runs_and_prints_a_summary(tmp_path):
+    proc = _cli(["+recipe=lora_small", *TINY], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fine_tuned" in proc.stdout and "accuracy" in proc.stdout
+    run_dirs = list((tmp_path / "outputs").glob("*/*"))
+    assert len(run_dirs) == 1
+    run_dir = run_dirs[0]
+    model_lines = [line for line in proc.stdout.splitlines() if line.startswith("model: ")]
+    assert len(model_lines) == 1
+    assert Path(model_lines[0].removeprefix("model: ")).resolve() == (run_dir / "model").resolve()
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "job.json", "eval.json", "metrics.jsonl"):
+        assert (run_dir / name).exists(), name
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("+trainer.learnig_rate=0.1", "trainer.learnig_rate"),
+        ("trainer.epochs=three", "trainer.epochs"),
+        ("trainer.learning_rate=-1", "trainer.learning_rate"),
+        ("trainer.no_such_key=1", "no_such_key"),
+    ],
+)
+def test_bad_override_names_the_key_without_traceback(tmp_path, override, key):
+    proc = _cli(["+recipe=lora_small", override], tmp_path)
+    assert proc.returncode != 0
+    assert key in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_recipe_is_reported(tmp_path):
+    proc = _cli(["+recipe=no_such_recipe"], tmp_path)
+    assert proc.returncode != 0
+    assert "no_such_recipe" in proc.stderr
+    assert "lora_small" in proc.stderr  # Hydra lists the available options
