@@ -18,7 +18,9 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((conf_dir() / g).glob("*.
 
 
 def _required(group: str, option: str, tmp_path: Path) -> list[str]:
-    """Values a user must supply (`???`) for some options, filled in with real files."""
+    """Values a user must supply (`???`) for some options, filled in with real files and models."""
+    if (group, option) == ("model", "hf"):
+        return ["model.name_or_path=tiny-llama"]
     if (group, option) != ("dataset", "files"):
         return []
     path = tmp_path / "train.jsonl"

@@ -28,6 +28,10 @@ def resolve_name_or_path(ref: str) -> str:
     """
     if ref in _PACKAGED:
         return str(packaged_path(ref))
+    from modelops.models.tiny import TINY_MODELS, tiny_model_path
+
+    if ref in TINY_MODELS:
+        return str(tiny_model_path(ref))
     path = Path(ref).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
@@ -35,7 +39,10 @@ def resolve_name_or_path(ref: str) -> str:
         return str(path.resolve())
     if _looks_like_hub_id(ref):
         return ref
-    tried = f"a packaged alias ({', '.join(_PACKAGED)}), a conf/model option, a local directory, a hub id"
+    from modelops.models.tiny import TINY_MODELS
+
+    aliases = ", ".join([*_PACKAGED, *TINY_MODELS])
+    tried = f"a built-in alias ({aliases}), a conf/model option, a local directory, a hub id"
     raise ModelError(f"model {ref!r} not found; tried {tried}")
 
 
