@@ -10,7 +10,8 @@ def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from modelops.errors import ModelopsError
-    from modelops.run import run, summary
+    from modelops.run import is_main_process, run, summary
+    from modelops.sweep import objective_value
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
@@ -20,9 +21,9 @@ def _task(cfg) -> float | None:
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(summary(results, run_dir))
-    tuned = results.get("fine_tuned") or results.get("base")
-    return tuned["metrics"].get("accuracy") if tuned else None
+    if is_main_process():
+        print(summary(results, run_dir))
+    return objective_value(results, cfg.objective)  # what a sweeper (Optuna) optimises
 
 
 def main() -> None:
@@ -30,7 +31,9 @@ def main() -> None:
 
     from modelops.config.paths import conf_dir
     from modelops.config.recipes import register_recipes
+    from modelops.distributed import prepare_argv
 
+    sys.argv = prepare_argv(sys.argv)
     register_recipes()
     hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)()
 
