@@ -32,8 +32,13 @@ def main() -> None:
     from modelops.config.paths import conf_dir
     from modelops.config.recipes import register_recipes
     from modelops.distributed import prepare_argv
+    from modelops.errors import ModelopsError
 
-    sys.argv = prepare_argv(sys.argv)
+    try:
+        sys.argv = prepare_argv(sys.argv)
+    except ModelopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     register_recipes()
     hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)()
 

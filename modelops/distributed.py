@@ -58,9 +58,20 @@ def _broadcast_run_dir() -> str:
     return chosen[0]
 
 
+def check_output_dirs(argv: list[str]) -> None:
+    """Refuse `hydra.run.dir` / `hydra.sweep.dir` overrides that leave outputs/, before Hydra creates them."""
+    from modelops.config.paths import check_inside_outputs
+
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
+            check_inside_outputs(key, value)
+
+
 def prepare_argv(argv: list[str]) -> list[str]:
     """The command line Hydra should see in this process (unchanged for a single process)."""
     argv = strip_local_rank(argv)
+    check_output_dirs(argv)
     if world_size() <= 1 or any(a in ("-m", "--multirun") for a in argv):
         return argv
     if not any(a.startswith("hydra.run.dir=") for a in argv):

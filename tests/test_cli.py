@@ -58,3 +58,17 @@ def test_unknown_recipe_is_reported(tmp_path):
     assert proc.returncode != 0
     assert "no_such_recipe" in proc.stderr
     assert "lora_small" in proc.stderr  # Hydra lists the available options
+
+
+@pytest.mark.parametrize("value", ["../escaped", "/tmp/modelops-escaped", "outputs/../../escaped"])
+def test_run_dir_cannot_escape_outputs(tmp_path, value):
+    proc = _cli(["+recipe=lora_small", f"hydra.run.dir={value}"], tmp_path)
+    assert proc.returncode == 2
+    assert "hydra.run.dir" in proc.stderr and "outside" in proc.stderr
+    assert not (tmp_path.parent / "escaped").exists() and not Path("/tmp/modelops-escaped").exists()
+
+
+def test_run_dir_inside_outputs_is_allowed(tmp_path):
+    proc = _cli(["+recipe=lora_small", "hydra.run.dir=outputs/named-run", "stages=[sanitize]", *TINY], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "outputs" / "named-run" / "data" / "sanitize_report.json").exists()

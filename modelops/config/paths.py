@@ -22,3 +22,18 @@ def conf_dir() -> Path:
 
 def recipes_dir() -> Path:
     return _find("recipes")
+
+
+def check_inside_outputs(key: str, value: str, root: Path | None = None) -> Path:
+    """Refuse a run/sweep directory outside `outputs/` (through `..`, an absolute path or a link).
+
+    Raises:
+        ConfigError: naming `key` when `value` resolves outside `<cwd>/outputs`.
+    """
+    from modelops.errors import ConfigError
+
+    outputs = (root or Path.cwd()).resolve() / "outputs"
+    target = (outputs.parent / value).resolve()
+    if target != outputs and outputs not in target.parents:
+        raise ConfigError(f"{key}: {value!r} is outside {outputs}; run directories stay under outputs/")
+    return target
