@@ -31,6 +31,7 @@ def main() -> None:
 
     from modelops.config.paths import conf_dir
     from modelops.config.recipes import register_recipes
+    from modelops.config.resolvers import register_resolvers
     from modelops.distributed import prepare_argv
     from modelops.errors import ModelopsError
 
@@ -40,6 +41,7 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     register_recipes()
+    register_resolvers()
     hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)()
 
 

@@ -13,9 +13,10 @@ does not understand. Before Hydra starts, `prepare_argv`:
 from __future__ import annotations
 
 import os
+import secrets
 import time
 
-RUN_DIR_FORMAT = "outputs/%Y-%m-%d/%H-%M-%S"
+RUN_DIR_FORMAT = "outputs/%Y-%m-%d/%H-%M-%S"  # plus a random id, as conf/config.yaml does
 
 
 def world_size() -> int:
@@ -53,7 +54,7 @@ def _broadcast_run_dir() -> str:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
-    chosen = [time.strftime(RUN_DIR_FORMAT) if dist.get_rank() == 0 else None]
+    chosen = [f"{time.strftime(RUN_DIR_FORMAT)}-{secrets.token_hex(3)}" if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(chosen, src=0)
     return chosen[0]
 

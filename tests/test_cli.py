@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -72,3 +73,16 @@ def test_run_dir_inside_outputs_is_allowed(tmp_path):
     proc = _cli(["+recipe=lora_small", "hydra.run.dir=outputs/named-run", "stages=[sanitize]", *TINY], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "outputs" / "named-run" / "data" / "sanitize_report.json").exists()
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    args = [sys.executable, "-m", "modelops", "+recipe=lora_small", "stages=[sanitize]", *TINY]
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]  # fmt: skip
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    runs = sorted((tmp_path / "outputs").glob("*/*"))
+    assert len(runs) == 2
+    for run_dir in runs:
+        assert (run_dir / "data" / "sanitize_report.json").exists()
+        assert json.loads((run_dir / "job.json").read_text())["status"] == "succeeded"

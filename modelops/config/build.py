@@ -53,8 +53,10 @@ def compose(overrides: list[str] | None = None, config_name: str = "config"):
 
     from modelops.config.paths import conf_dir
     from modelops.config.recipes import register_recipes
+    from modelops.config.resolvers import register_resolvers
 
     register_recipes()
+    register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides or []))
