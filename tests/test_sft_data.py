@@ -38,7 +38,7 @@ ROWS = {
 def _answers(fmt: str, row: dict) -> list[str]:
     """The text that must carry loss, written down from the row itself."""
     if fmt == "text":
-        return [row["text"]]
+        return [row["text"] + EOS]
     if fmt == "completion":
         return [row["completion"] + EOS]
     if fmt == "instruction":

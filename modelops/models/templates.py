@@ -6,9 +6,10 @@ evaluation uses the same rendering to build prompts and references, so both agre
 With a tokenizer that has a chat template, instruction and chat rows are rendered through it
 (an instruction row becomes one user turn and one assistant turn). Without one, the documented
 defaults below are used: Alpaca's prompt for instruction rows and ChatML-style turns for chat.
-Completion rows are `prompt` followed directly by `completion`. Every trainable segment ends
-with the tokenizer's EOS text, so the model learns to stop (even when pad and EOS are the same
-token: the loss mask comes from these segments, never from the pad id).
+Completion rows are `prompt` followed directly by `completion`; text rows are trained whole.
+Every trainable segment ends with the tokenizer's EOS text, so the model learns to stop (even
+when pad and EOS are the same token: the loss mask comes from these segments, never from the
+pad id).
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ def _chat_segments(messages: list[dict[str, str]], tokenizer) -> list[Segment]:
 def segments(row: dict[str, Any], fmt: str, tokenizer) -> list[Segment]:
     """The example's text as `(text, trainable)` segments, in order."""
     if fmt == "text":
-        return [(row["text"], True)]
+        # EOS ends each document, so packed documents stay apart and the model learns where one ends.
+        # An empty document stays empty, so it is reported as having nothing to train on.
+        return [(row["text"] + _eos(tokenizer), True)] if row["text"] else []
     if fmt == "completion":
         return [(row["prompt"], False), (row["completion"] + _eos(tokenizer), True)]
     if fmt == "instruction":
