@@ -1,0 +1,464 @@
+"""`Dataset`: named splits of rows in one format, backed by Hugging Face `datasets` (Arrow).
+
+Data enters modelops only through this class: ``from_jsonl``, ``from_json``, ``from_csv``,
+``from_parquet``, ``from_records``, ``from_hf`` read one source into one split; ``from_files``
+reads one source per split (and can split one file); ``split`` carves validation/test out of
+train. Every loader takes ``format`` (detected when omitted), ``columns`` (a mapping from
+canonical field to source column) and ``on_error`` (``raise`` or ``skip``); see `formats` for
+the formats and `loaders` for how files are read and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from modelops.data import formats, loaders
+from modelops.data.fingerprint import fingerprint_dataset
+from modelops.errors import DataError
+
+
+class Dataset:
+    """Rows split into named parts (`train`, `validation`, `test`, ...), all of one format.
+
+    Args:
+        splits: split name -> `datasets.Dataset`.
+        format: the row format (`classification`, `text`, `completion`, `instruction`, `chat`).
+        labels: for classification, the label names in id order; inferred when omitted (from the
+            train split when there is one; int labels 0..k-1 are named "0".."k-1").
+        load_report: split name -> `loaders.LoadReport`, as the loaders fill it.
+
+    Raises:
+        DataError: no splits, an unknown format, or a label in some split that is not a label
+            of train (or of `labels`), naming the split, row and value.
+    """
+
+    def __init__(
+        self,
+        splits: Mapping[str, Any],
+        format: str = "classification",
+        labels: list[str] | None = None,
+        load_report: Mapping[str, loaders.LoadReport] | None = None,
+    ):
+        if not splits:
+            raise DataError("a Dataset needs at least one split")
+        formats.get_format(format)
+        self._splits = dict(splits)
+        self.format = format
+        self.labels = [str(label) for label in labels] if labels is not None else self._infer_labels()
+        self._reports = dict(load_report or {})
+        for name in self._splits:
+            self._check_labels(name)
+
+    # -- constructors -------------------------------------------------------------------------
+
+    @classmethod
+    def from_jsonl(
+        cls,
+        path: str | os.PathLike,
+        *,
+        split: str = "train",
+        format: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        on_error: str = "raise",
+        labels: list[str] | None = None,
+    ) -> Dataset:
+        """Load one JSON Lines file as one split (see the module docstring for the options)."""
+        return cls._from_loaded(
+            {split: loaders.load_file(path, kind="jsonl", **_opts(format, columns, on_error))}, labels
+        )
+
+    @classmethod
+    def from_json(
+        cls,
+        path: str | os.PathLike,
+        *,
+        split: str = "train",
+        format: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        on_error: str = "raise",
+        labels: list[str] | None = None,
+    ) -> Dataset:
+        """Load a JSON file holding an array of rows, or ``{"data": [rows]}``, as one split."""
+        return cls._from_loaded(
+            {split: loaders.load_file(path, kind="json", **_opts(format, columns, on_error))}, labels
+        )
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | os.PathLike,
+        *,
+        split: str = "train",
+        format: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        on_error: str = "raise",
+        labels: list[str] | None = None,
+        delimiter: str | None = None,
+    ) -> Dataset:
+        """Load a CSV file (TSV for a .tsv name, or any `delimiter`) with a header row as one split.
+
+        Text fields stay strings; other columns whose every value is an integer become ints.
+        """
+        options = _opts(format, columns, on_error)
+        return cls._from_loaded({split: loaders.load_file(path, kind="csv", delimiter=delimiter, **options)}, labels)
+
+    @classmethod
+    def from_parquet(
+        cls,
+        path: str | os.PathLike,
+        *,
+        split: str = "train",
+        format: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        on_error: str = "raise",
+        labels: list[str] | None = None,
+    ) -> Dataset:
+        """Load one Parquet file as one split."""
+        options = _opts(format, columns, on_error)
+        return cls._from_loaded({split: loaders.load_file(path, kind="parquet", **options)}, labels)
+
+    @classmethod
+    def from_records(
+        cls,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        split: str = "train",
+        format: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        on_error: str = "raise",
+        labels: list[str] | None = None,
+    ) -> Dataset:
+        """Build a one-split Dataset from dicts; errors name the row (1-based)."""
+        loaded = loaders.load_records(records, source=f"{split} records", **_opts(format, columns, on_error))
+        return cls._from_loaded({split: loaded}, labels)
+
+    @classmethod
+    def from_hf(
+        cls,
+        path: str | os.PathLike,
+        *,
+        format: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        on_error: str = "raise",
+        labels: list[str] | None = None,
+        splits: list[str] | None = None,
+        config_name: str | None = None,
+        revision: str | None = None,
+    ) -> Dataset:
+        """Load a directory written by `datasets` ``save_to_disk`` (a Dataset becomes `train`).
+
+        Args:
+            path: the directory; a path that does not exist locally is tried as a Hub name.
+            splits: which splits to keep (default: all).
+            config_name, revision: passed to ``datasets.load_dataset`` for a Hub name.
+        """
+        tables = loaders.load_hf(path, config_name=config_name, revision=revision)
+        missing = [name for name in splits or [] if name not in tables]
+        if missing:
+            raise DataError(f"{path}: no split {missing}; it has {list(tables)}")
+        loaded = {}
+        fmt = format
+        for name in splits or list(tables):
+            options = _opts(fmt, columns, on_error)
+            loaded[name] = loaders.load_table(tables[name], source=f"{path} [{name}]", **options)
+            fmt = loaded[name].format
+        return cls._from_loaded(loaded, labels)
+
+    @classmethod
+    def from_files(
+        cls,
+        format: str | None = None,
+        *,
+        columns: Mapping[str, str] | None = None,
+        on_error: str = "raise",
+        split: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        delimiter: str | None = None,
+        **split_paths: str | os.PathLike | None,
+    ) -> Dataset:
+        """One file per split: ``Dataset.from_files(train="a.jsonl", validation="b.csv", test=...)``.
+
+        The file type follows each extension (a directory is a saved HF dataset). The format is
+        detected on the first split (train when given) and the other splits must fit it.
+
+        Args:
+            format: the row format; detected when None.
+            columns: mapping from canonical field to source column, applied to every file.
+            on_error: ``raise`` or ``skip`` (bad rows, and eval rows whose label is not in train).
+            split: carve splits out of train after loading, e.g. ``{"validation": 0.1, "test": 0.1,
+                "seed": 0, "stratify": True}`` (see `split`).
+            labels: the label names in id order (default: those of train).
+            delimiter: the CSV delimiter, for every CSV file.
+            **split_paths: split name -> path; None or empty values are left out.
+        """
+        paths = {name: path for name, path in split_paths.items() if path}
+        if not paths:
+            raise DataError("from_files: name at least one split, e.g. train=path/to/train.jsonl")
+        order = sorted(paths, key=lambda name: name != "train")
+        loaded: dict[str, loaders.Loaded] = {}
+        fmt = format
+        for name in order:
+            loaded[name] = _load_path(paths[name], fmt, columns, on_error, delimiter)
+            fmt = loaded[name].format
+        dataset = cls._from_loaded({name: loaded[name] for name in paths}, labels, on_error)
+        return dataset.split(**split) if split else dataset
+
+    @classmethod
+    def _from_loaded(
+        cls, loaded: Mapping[str, loaders.Loaded], labels: list[str] | None, on_error: str = "raise"
+    ) -> Dataset:
+        fmt = next(iter(loaded.values())).format
+        splits = {name: loaders.to_hf(item.table) for name, item in loaded.items()}
+        reports = {name: item.report for name, item in loaded.items()}
+        if labels is None:
+            labels = _infer_labels(splits, fmt)
+        if on_error == "skip" and labels is not None:
+            splits = {name: _drop_unknown_labels(part, labels, reports[name]) for name, part in splits.items()}
+        return cls(splits, format=fmt, labels=labels, load_report=reports)
+
+    @classmethod
+    def load_from_disk(cls, path: str | os.PathLike) -> Dataset:
+        """Load a Dataset written by `save_to_disk` (Arrow files plus `dataset.json`)."""
+        import datasets
+
+        path = Path(path)
+        meta_path = path / "dataset.json"
+        if not meta_path.is_file():
+            raise DataError(f"{path}: no dataset.json; not a directory written by Dataset.save_to_disk")
+        meta = json.loads(meta_path.read_text())
+        splits = {name: datasets.load_from_disk(str(path / name)) for name in meta["splits"]}
+        reports = {name: loaders.LoadReport(**report) for name, report in (meta.get("load_report") or {}).items()}
+        return cls(splits, format=meta["format"], labels=meta["labels"], load_report=reports)
+
+    # -- access -------------------------------------------------------------------------------
+
+    @property
+    def split_names(self) -> list[str]:
+        return list(self._splits)
+
+    def __getitem__(self, split: str):
+        try:
+            return self._splits[split]
+        except KeyError:
+            raise DataError(f"no split {split!r}; this dataset has {self.split_names}") from None
+
+    def __contains__(self, split: str) -> bool:
+        return split in self._splits
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self._splits.values())
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{name}={len(part)}" for name, part in self._splits.items())
+        return f"Dataset(format={self.format!r}, {parts})"
+
+    def replace(self, **splits: Any) -> Dataset:
+        """A new Dataset with some splits replaced; format, labels and load report carried over."""
+        return Dataset({**self._splits, **splits}, format=self.format, labels=self.labels, load_report=self._reports)
+
+    def eval_split(self) -> str:
+        """The split to evaluate on: `test`, else `validation`, else the only split."""
+        for name in ("test", "validation"):
+            if name in self._splits:
+                return name
+        if len(self._splits) == 1:
+            return self.split_names[0]
+        raise DataError(f"no test or validation split to evaluate on; splits are {self.split_names}")
+
+    @property
+    def load_report(self) -> dict[str, dict[str, Any]]:
+        """Per split: source, rows kept, rows skipped by reason and a few example messages."""
+        return {name: report.as_dict() for name, report in self._reports.items()}
+
+    @property
+    def skipped(self) -> dict[str, dict[str, int]]:
+        """Per split: reason -> rows skipped while loading (empty with ``on_error="raise"``)."""
+        return {name: dict(report.skipped) for name, report in self._reports.items()}
+
+    # -- splitting ----------------------------------------------------------------------------
+
+    def split(
+        self,
+        validation: float | int | None = None,
+        test: float | int | None = None,
+        *,
+        seed: int = 0,
+        stratify: bool = True,
+        source: str | None = None,
+        **sizes: float | int,
+    ) -> Dataset:
+        """Carve new splits out of `source` (default `train`, or the only split), reproducibly for `seed`.
+
+        Args:
+            validation, test, **sizes: split name -> fraction of the source rows (float) or row count (int).
+            seed: the shuffle seed; the same seed gives the same rows in each split.
+            stratify: for classification, keep each split's label proportions those of the source.
+            source: the split to carve from; it keeps the rows left over.
+
+        Raises:
+            DataError: a split that already exists, or sizes that leave the source empty.
+        """
+        from modelops.data.split import label_groups, split_indices
+
+        wanted = {name: size for name, size in {"validation": validation, "test": test, **sizes}.items() if size}
+        source = source or ("train" if "train" in self._splits else self.split_names[0])
+        part = self[source]
+        clash = [name for name in wanted if name in self._splits and name != source]
+        if clash:
+            raise DataError(f"split: {clash} already exist; splits are {self.split_names}")
+        groups = None
+        if stratify and self.format == "classification" and "label" in part.column_names:
+            groups = label_groups(part)
+        indices = split_indices(len(part), wanted, seed=seed, groups=groups, source=source)
+        table = loaders.hf_table(part)
+        # one Arrow take per split: contiguous tables that later reads slice without an index mapping
+        parts = {name: loaders.to_hf(table.take(index)) for name, index in indices.items()}
+        report = self._reports.get(source)
+        reports = {**self._reports, **{name: report for name in wanted if report}}
+        return Dataset({**self._splits, **parts}, format=self.format, labels=self.labels, load_report=reports)
+
+    # -- labels -------------------------------------------------------------------------------
+
+    def _infer_labels(self) -> list[str] | None:
+        return _infer_labels(self._splits, self.format)
+
+    def _check_labels(self, name: str) -> None:
+        part = self._splits[name]
+        if self.labels is None or "label" not in part.column_names or not len(part):
+            return
+        mask = _unknown_label_mask(part, self.labels)
+        if mask.any():
+            row = int(mask.argmax())
+            value = part[row]["label"]
+            report = self._reports.get(name)
+            where = f"{report.source} (split {name!r})" if report else f"split {name!r}"
+            raise DataError(
+                f"{where}, row {row + 1}, field 'label': {value!r} is not one of the train labels {self.labels}"
+            )
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.labels or [])}
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.labels or []))
+
+    # -- lineage ------------------------------------------------------------------------------
+
+    def fingerprint(self, split: str) -> str:
+        """A SHA-256 of the split's rows, stable across runs, machines and file types.
+
+        It hashes a canonical encoding of the Arrow columns in fixed slices (algorithm
+        ``mo-fp-2``, described in `modelops.data.fingerprint`): the same values give the same
+        hash whatever file they came from; changing any character of any row changes it.
+        """
+        return fingerprint_dataset(self[split])
+
+    def lineage(self) -> dict[str, dict[str, Any]]:
+        """Per split: row count and content fingerprint."""
+        return {name: {"rows": len(part), "fingerprint": self.fingerprint(name)} for name, part in self._splits.items()}
+
+    # -- saving -------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, split: str | None = None) -> Path:
+        """Write one split (default: the only one, else `train`), atomically.
+
+        The extension picks the file type: ``.parquet``; ``.csv`` (``.tsv`` tab-separated; no
+        nested columns such as chat messages); ``.json`` (an array); anything else JSON Lines.
+        Reading the file back gives the same rows and values (CSV: a string label that looks
+        like an integer comes back as an int, since CSV keeps no types).
+        """
+        from modelops.data.writers import write
+
+        name = split or (self.split_names[0] if len(self._splits) == 1 else "train")
+        return write(self[name], path)
+
+    def save_to_disk(self, path: str | os.PathLike) -> Path:
+        """Write every split as Arrow plus a `dataset.json` with format, labels and load report, atomically."""
+        from modelops.io import atomic_dir
+
+        path = Path(path)
+        meta = {
+            "format": self.format,
+            "labels": self.labels,
+            "label2id": self.label2id,
+            "splits": self.split_names,
+            "load_report": self.load_report,
+        }
+        with atomic_dir(path) as tmp:
+            for name, part in self._splits.items():
+                part.save_to_disk(str(tmp / name))
+            (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        return path
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _opts(format: str | None, columns: Mapping[str, str] | None, on_error: str) -> dict[str, Any]:
+    return {"format": format, "columns": columns, "on_error": on_error}
+
+
+def _load_path(path: Any, fmt: str | None, columns: Any, on_error: str, delimiter: str | None) -> loaders.Loaded:
+    """One split from a file, or from a directory saved by `datasets` (its only or `train` split)."""
+    if Path(path).is_dir():
+        tables = loaders.load_hf(path)
+        name = "train" if "train" in tables else next(iter(tables))
+        if len(tables) > 1 and "train" not in tables:
+            raise DataError(f"{path}: holds splits {list(tables)}; use Dataset.from_hf to load them all")
+        return loaders.load_table(tables[name], source=str(path), **_opts(fmt, columns, on_error))
+    return loaders.load_file(path, delimiter=delimiter, **_opts(fmt, columns, on_error))
+
+
+def _infer_labels(splits: Mapping[str, Any], fmt: str) -> list[str] | None:
+    """Label names in id order: those of train (else of every split); ints 0..max as "0".."max"."""
+    if fmt != "classification":
+        return None
+    sources = [splits["train"]] if "train" in splits else list(splits.values())
+    values: set = set()
+    for part in sources:
+        if "label" in part.column_names:
+            values.update(v for v in part.unique("label") if v is not None)
+    if not values:
+        return None
+    if all(isinstance(v, int) for v in values):
+        if min(values) < 0:
+            raise DataError(f"field 'label': integer labels must be ids 0..k-1, found {min(values)}; use string labels")
+        return [str(v) for v in range(max(values) + 1)]
+    return sorted(str(v) for v in values)
+
+
+def _unknown_label_mask(part: Any, labels: list[str]) -> Any:
+    """A numpy bool per row: is its label outside `labels` (names, or ids 0..len-1 for int labels)?"""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = part.select_columns(["label"]).with_format("arrow")[:]["label"]
+    if pa.types.is_integer(column.type):
+        known = pc.and_(pc.greater_equal(column, 0), pc.less(column, len(labels)))
+    else:
+        known = pc.is_in(column.cast(pa.string()), value_set=pa.array(labels, pa.string()))
+    return pc.invert(pc.fill_null(known, False)).to_numpy(zero_copy_only=False)
+
+
+def _drop_unknown_labels(part: Any, labels: list[str], report: loaders.LoadReport) -> Any:
+    """`part` without rows whose label is unknown, each counted in `report` as `unknown_label`."""
+    import numpy as np
+
+    if "label" not in part.column_names:
+        return part
+    mask = _unknown_label_mask(part, labels)
+    for row in np.flatnonzero(mask)[: loaders.MAX_EXAMPLES]:
+        report.examples.append(
+            f"{report.source}: row {row + 1}, field 'label': {part[int(row)]['label']!r} not in train"
+        )
+    if mask.any():
+        report.skipped["unknown_label"] = report.skipped.get("unknown_label", 0) + int(mask.sum())
+        part = part.select(np.flatnonzero(~mask))
+        report.rows = len(part)
+    return part

@@ -1,0 +1,342 @@
+"""Row formats: which fields each format holds, how a format is detected, and how rows are checked.
+
+Five formats, each a set of canonical fields:
+
+==============  ==========================================  =================
+format          required fields                             optional fields
+==============  ==========================================  =================
+chat            ``messages: [{role, content}]``
+instruction     ``instruction``, ``output``                 ``input``
+completion      ``prompt``, ``completion``
+classification  ``text``, ``label`` (str or int)
+text            ``text``
+==============  ==========================================  =================
+
+ShareGPT rows (``conversations: [{from, value}]``) are chat rows: ``from`` human/gpt/system becomes
+role user/assistant/system. A column mapping ``{"text": "sentence"}`` renames a source column to a
+canonical field. Columns outside the format are kept as they are.
+
+Two checkers agree on what is valid: `table_problem` looks at a whole Arrow table at once (the fast
+path), `check_row` at one Python row (the path that names the bad line when the fast one says no).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from modelops.errors import DataError
+
+
+@dataclass(frozen=True)
+class Format:
+    """A row format: its required and optional canonical fields."""
+
+    name: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+    def describe(self) -> str:
+        optional = f" [+ {', '.join(self.optional)}]" if self.optional else ""
+        return f"{self.name} ({', '.join(self.required)}{optional})"
+
+
+FORMATS: dict[str, Format] = {
+    "chat": Format("chat", ("messages",)),
+    "instruction": Format("instruction", ("instruction", "output"), ("input",)),
+    "completion": Format("completion", ("prompt", "completion")),
+    "classification": Format("classification", ("text", "label")),
+    "text": Format("text", ("text",)),
+}
+
+#: Most specific first, so that a file with both `text` and `label` is classification, not text.
+DETECTION_ORDER = ("chat", "instruction", "completion", "classification", "text")
+
+ROLES = ("system", "user", "assistant", "tool")
+
+#: ShareGPT speaker -> chat role; the plain role names are accepted as themselves.
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", **{r: r for r in ROLES}}
+
+SHAREGPT_FIELD = "conversations"
+
+#: Every name a column mapping may target.
+CANONICAL_FIELDS = frozenset(f for spec in FORMATS.values() for f in spec.fields) | {SHAREGPT_FIELD}
+
+STRING_FIELDS = ("text", "prompt", "completion", "instruction", "output", "input")
+
+
+class RowProblem(Exception):
+    """One row that does not fit; `reason` is the short key it is counted under when skipped."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def get_format(name: str) -> Format:
+    """The `Format` called `name`; DataError listing the known ones otherwise."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise DataError(f"unknown format {name!r}; known formats are {list(FORMATS)}") from None
+
+
+# -- column mapping ---------------------------------------------------------------------------
+
+
+def resolve_mapping(columns: Mapping[str, str] | None) -> dict[str, str]:
+    """Turn a user's column mapping into ``{source: canonical}``.
+
+    The documented form is ``{canonical: source}`` (``{"text": "sentence"}``); the reverse
+    orientation is accepted when only its value is a canonical field, so both spellings work.
+    """
+    resolved: dict[str, str] = {}
+    for key, value in (columns or {}).items():
+        if key in CANONICAL_FIELDS:
+            resolved[str(value)] = key
+        elif value in CANONICAL_FIELDS:
+            resolved[str(key)] = value
+        else:
+            raise DataError(
+                f"columns: neither {key!r} nor {value!r} is a field of any format; "
+                f"map a source column to one of {sorted(CANONICAL_FIELDS)}"
+            )
+    return resolved
+
+
+def check_mapping(mapping: dict[str, str], found: list[str], source: str) -> None:
+    """DataError when a mapped source column is not in the data, or its canonical name is taken already."""
+    for src, canonical in mapping.items():
+        if src not in found:
+            raise DataError(
+                f"{source}: columns maps {src!r} -> {canonical!r}, but there is no column {src!r}; found {found}"
+            )
+        if canonical in found and canonical != src:
+            raise DataError(
+                f"{source}: columns maps {src!r} -> {canonical!r}, but there is a column {canonical!r} already"
+            )
+
+
+def rename_row(row: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    if not mapping:
+        return row
+    return {mapping.get(key, key): value for key, value in row.items()}
+
+
+# -- detection --------------------------------------------------------------------------------
+
+
+def detect_format(found: list[str] | set[str], source: str) -> str:
+    """The first format (most specific first) whose required fields are all among `found`."""
+    present = set(found)
+    if SHAREGPT_FIELD in present:
+        present.add("messages")
+    for name in DETECTION_ORDER:
+        if set(FORMATS[name].required) <= present:
+            return name
+    tried = "; ".join(FORMATS[name].describe() for name in DETECTION_ORDER)
+    raise DataError(
+        f"{source}: cannot detect the format: found fields {sorted(found)}; tried {tried} "
+        f"(pass format=... and columns={{canonical: source}} to say which)"
+    )
+
+
+# -- one row ----------------------------------------------------------------------------------
+
+
+def check_row(row: Any, fmt: str, label_type: list) -> dict[str, Any]:
+    """Check one row against `fmt` and return it canonical (ShareGPT turned into messages).
+
+    Args:
+        row: the parsed row, already renamed through the column mapping.
+        fmt: the format name.
+        label_type: a one-slot list holding the Python type of the first label seen, so that a
+            file mixing int and str labels fails on the first row that differs.
+
+    Raises:
+        RowProblem: naming the field and what is wrong with it.
+    """
+    if not isinstance(row, dict):
+        raise RowProblem("not_object", f"expected a JSON object, got {_type_name(row)}")
+    if fmt == "chat" and "messages" not in row and SHAREGPT_FIELD in row:
+        row = {("messages" if k == SHAREGPT_FIELD else k): v for k, v in row.items()}
+        row["messages"] = _sharegpt_messages(row["messages"])
+    spec = FORMATS[fmt]
+    for name in spec.required:
+        if row.get(name) is None:
+            raise RowProblem("missing_field", f"missing required field {name!r} for format {fmt}")
+    for name in spec.fields:
+        if name in row:
+            _check_field(name, row[name], label_type)
+    return row
+
+
+def _check_field(name: str, value: Any, label_type: list) -> None:
+    if name in STRING_FIELDS:
+        if not (isinstance(value, str) or (name == "input" and value is None)):
+            raise RowProblem("wrong_type", f"field {name!r}: expected a string, got {_type_name(value)}")
+    elif name == "label":
+        _check_label(value, label_type)
+    elif name == "messages":
+        _check_messages(value)
+
+
+def _check_label(value: Any, label_type: list) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise RowProblem("wrong_type", f"field 'label': expected a string or an integer, got {_type_name(value)}")
+    if not label_type:
+        label_type.append(type(value))
+    elif type(value) is not label_type[0]:
+        raise RowProblem(
+            "wrong_type",
+            f"field 'label': {_type_name(value)} here, but {_type_name(label_type[0]())} in earlier rows; "
+            "use one type for every label",
+        )
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list):
+        raise RowProblem("wrong_type", f"field 'messages': expected a list of messages, got {_type_name(messages)}")
+    if not messages:
+        raise RowProblem("wrong_type", "field 'messages': the list is empty")
+    for i, message in enumerate(messages):
+        where = f"field 'messages[{i}]'"
+        if not isinstance(message, dict):
+            raise RowProblem(
+                "wrong_type", f"{where}: expected an object with role and content, got {_type_name(message)}"
+            )
+        role = message.get("role")
+        if role not in ROLES:
+            raise RowProblem("bad_role", f"{where}.role: {role!r} is not one of {list(ROLES)}")
+        if not isinstance(message.get("content"), str):
+            raise RowProblem(
+                "wrong_type", f"{where}.content: expected a string, got {_type_name(message.get('content'))}"
+            )
+
+
+def _sharegpt_messages(turns: Any) -> Any:
+    """ShareGPT turns as chat messages; anything malformed is left for `_check_messages` to name."""
+    if not isinstance(turns, list):
+        return turns
+    messages = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            return turns
+        speaker = turn.get("from")
+        if speaker not in SHAREGPT_ROLES:
+            raise RowProblem(
+                "bad_role", f"field 'conversations[{i}]'.from: {speaker!r} is not one of {list(SHAREGPT_ROLES)}"
+            )
+        messages.append({"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")})
+    return messages
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "object", list: "list", str: "string", int: "integer", float: "number", bool: "boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+# -- whole tables -----------------------------------------------------------------------------
+
+
+def table_problem(table: Any, fmt: str) -> str | None:
+    """Why `table` (renamed) does not fit `fmt`, or None when every row does; vectorised, no Python rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    spec = FORMATS[fmt]
+    names = table.column_names
+    for name in spec.required:
+        column = name if name in names else (SHAREGPT_FIELD if name == "messages" else None)
+        if column not in names:
+            return f"no column {name!r}"
+        if table.column(column).null_count:
+            return f"nulls in {column!r}"
+    for name in spec.fields:
+        if name not in names:
+            continue
+        kind = table.schema.field(name).type
+        if name in STRING_FIELDS and not (_is_string(kind) or (name == "input" and pa.types.is_null(kind))):
+            return f"{name!r} is {kind}"
+        if name == "label" and not (_is_string(kind) or pa.types.is_integer(kind)):
+            return f"'label' is {kind}"
+    if fmt == "chat":
+        column = "messages" if "messages" in names else SHAREGPT_FIELD
+        keys = ("role", "content") if column == "messages" else ("from", "value")
+        allowed = ROLES if column == "messages" else tuple(SHAREGPT_ROLES)
+        return _messages_problem(table.column(column), keys, allowed, pc)
+    return None
+
+
+def _messages_problem(column: Any, keys: tuple[str, str], allowed: tuple[str, ...], pc: Any) -> str | None:
+    import pyarrow as pa
+
+    kind = column.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_struct(kind.value_type):
+        return f"messages are {kind}"
+    struct = kind.value_type
+    if any(struct.get_field_index(key) < 0 for key in keys):
+        return f"messages lack {keys}"
+    if not all(_is_string(struct.field(key).type) for key in keys):
+        return "message fields are not strings"
+    if pc.min(pc.list_value_length(column)).as_py() == 0:
+        return "an empty message list"
+    flat = pc.list_flatten(column)
+    if flat.null_count:
+        return "a null message"
+    role, content = (pc.struct_field(flat, key) for key in keys)
+    if role.null_count or content.null_count:
+        return "a null role or content"
+    if not pc.all(pc.is_in(role, value_set=pa.array(allowed))).as_py():
+        return "a role outside the allowed ones"
+    return None
+
+
+def canonical_table(table: Any, fmt: str) -> Any:
+    """`table` (already checked) with ShareGPT turned into messages, canonical types and fields first."""
+    import pyarrow as pa
+
+    if fmt == "chat":
+        column = "messages" if "messages" in table.column_names else SHAREGPT_FIELD
+        keys = ("role", "content") if column == "messages" else ("from", "value")
+        messages = _rebuild_messages(table.column(column), keys)
+        index = table.column_names.index(column)
+        table = table.set_column(index, "messages", messages)
+    for index, name in enumerate(table.column_names):
+        kind = table.schema.field(name).type
+        if pa.types.is_large_string(kind) or (name == "input" and pa.types.is_null(kind)):
+            table = table.set_column(index, name, table.column(name).cast(pa.string()))
+        elif name == "label" and pa.types.is_integer(kind) and kind != pa.int64():
+            table = table.set_column(index, name, table.column(name).cast(pa.int64()))
+    first = [name for name in FORMATS[fmt].fields if name in table.column_names]
+    return table.select(first + [name for name in table.column_names if name not in first])
+
+
+def _rebuild_messages(column: Any, keys: tuple[str, str]) -> Any:
+    """A list<struct<role, content>> column from any list of structs holding `keys` (role and content first)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = []
+    for chunk in column.chunks:
+        flat = pc.list_flatten(chunk)
+        role, content = (pc.struct_field(flat, key).cast(pa.string()) for key in keys)
+        if keys[0] == "from":
+            speakers = pa.array(list(SHAREGPT_ROLES))
+            role = pc.take(pa.array(list(SHAREGPT_ROLES.values())), pc.index_in(role, value_set=speakers))
+        offsets = pc.subtract(chunk.offsets, chunk.offsets[0]).cast(pa.int32())
+        messages = pa.StructArray.from_arrays([role, content], names=["role", "content"])
+        chunks.append(pa.ListArray.from_arrays(offsets, messages))
+    return pa.chunked_array(chunks, type=pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))
+
+
+def _is_string(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)

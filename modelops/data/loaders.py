@@ -1,0 +1,489 @@
+"""Reading files into Arrow tables of one format, with errors that name the file, line and field.
+
+Every reader has two paths. The fast one lets pyarrow read the whole file (JSON Lines, CSV,
+Parquet) and checks the table at once (`formats.table_problem`); no Python object is made per
+row. When pyarrow refuses the file, or the check finds a bad row, the slow path reads it again
+line by line, checks each row (`formats.check_row`) and builds Arrow in chunks of `CHUNK_ROWS`,
+so it names the first bad line (``on_error="raise"``) or counts and drops the bad rows
+(``on_error="skip"``) without ever holding every row as Python objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelops.data import formats
+from modelops.data.formats import RowProblem
+from modelops.errors import ConfigError, DataError
+
+CHUNK_ROWS = 10_000
+MAX_EXAMPLES = 5
+ON_ERROR = ("raise", "skip")
+SUFFIX_KINDS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_JSON_BLOCK_BYTES = 16 << 20  # pyarrow needs the longest line to fit in one block
+_INT_PATTERN = r"^[+-]?[0-9]{1,18}$"
+
+
+@dataclass
+class LoadReport:
+    """What loading one source kept and skipped.
+
+    Attributes:
+        source: the file (or description) the rows came from.
+        rows: rows kept.
+        skipped: reason -> rows skipped for it (``on_error="skip"``).
+        examples: the first few skip messages, each naming its line or row and field.
+    """
+
+    source: str
+    rows: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, message: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(message)
+
+    @property
+    def total_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "rows": self.rows,
+            "skipped": dict(self.skipped),
+            "examples": list(self.examples),
+        }
+
+
+@dataclass
+class Loaded:
+    """One source read into a canonical Arrow table."""
+
+    table: Any
+    format: str
+    report: LoadReport
+
+
+# -- public readers ---------------------------------------------------------------------------
+
+
+def load_file(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    on_error: str = "raise",
+    delimiter: str | None = None,
+    kind: str | None = None,
+) -> Loaded:
+    """Read one file (kind from its extension unless given) into a canonical table.
+
+    Args:
+        path: a .jsonl/.ndjson, .json, .csv/.tsv or .parquet file.
+        format: the row format; detected from the columns when None.
+        columns: mapping from canonical field to source column, e.g. ``{"text": "sentence"}``.
+        on_error: ``"raise"`` stops at the first bad row; ``"skip"`` drops and counts bad rows.
+        delimiter: the CSV delimiter (default: tab for .tsv, else comma).
+        kind: ``jsonl``, ``json``, ``csv`` or ``parquet``, overriding the extension.
+
+    Raises:
+        DataError: naming the file, the line or row, and the field.
+    """
+    path = _existing_file(path)
+    kind = kind or SUFFIX_KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{path}: unknown file type {path.suffix!r}; use one of {sorted(SUFFIX_KINDS)}")
+    options = {"format": format, "columns": columns, "on_error": on_error}
+    if kind == "jsonl":
+        return _load(str(path), lambda: _jsonl_fast(path), lambda: _jsonl_rows(path), **options)
+    if kind == "json":
+        return _load(str(path), None, lambda: _json_rows(path), **options)
+    if kind == "csv":
+        sep = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+        return _load(str(path), lambda: _csv_fast(path, sep), lambda: _csv_rows(path, sep), post=_infer_ints, **options)
+    if kind == "parquet":
+        return load_table(_parquet(path), source=str(path), **options)
+    raise DataError(f"{path}: unknown file kind {kind!r}; use one of {sorted(set(SUFFIX_KINDS.values()))}")
+
+
+def load_table(
+    table: Any,
+    *,
+    source: str,
+    format: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    on_error: str = "raise",
+) -> Loaded:
+    """Check and canonicalise an Arrow table already in memory (Parquet, a saved HF dataset)."""
+    return _load(source, lambda: table, lambda: _table_rows(table, source), format, columns, on_error)
+
+
+def load_records(
+    records: Iterable[Any],
+    *,
+    source: str = "records",
+    format: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    on_error: str = "raise",
+) -> Loaded:
+    """Check Python rows (dicts) and build a canonical table; errors name the row (1-based)."""
+    rows = ((f"{source}: row {i}", row) for i, row in enumerate(records, start=1))
+    return _load(source, None, lambda: rows, format, columns, on_error)
+
+
+def read_jsonl(path: str | os.PathLike, **options: Any) -> Any:
+    """Read a JSON Lines file into a `datasets.Dataset` (options as for `load_file`).
+
+    Raises:
+        DataError: naming the file and line for a missing or empty file, undecodable bytes,
+            a line that is not JSON, a value that is not an object, or a row that does not fit.
+    """
+    return to_hf(load_file(path, kind="jsonl", **options).table)
+
+
+def to_hf(table: Any) -> Any:
+    """Wrap an Arrow table as a `datasets.Dataset` without copying it."""
+    import datasets
+    from datasets.table import InMemoryTable
+
+    from modelops.data.fingerprint import fingerprint_table
+
+    # given a fingerprint, `datasets` skips making its own, which pickles the whole table (2x memory)
+    return datasets.Dataset(InMemoryTable(table), fingerprint=fingerprint_table(table)[:16])
+
+
+def hf_table(part: Any) -> Any:
+    """The Arrow table behind a `datasets.Dataset`, with any index mapping applied."""
+    return part.with_format("arrow")[:]
+
+
+def check_on_error(on_error: str) -> str:
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error: {on_error!r} is not one of {list(ON_ERROR)}")
+    return on_error
+
+
+# -- the two paths ----------------------------------------------------------------------------
+
+
+def _load(
+    source: str,
+    fast: Callable[[], Any] | None,
+    rows: Callable[[], Iterable[tuple[str, Any]]],
+    format: str | None,
+    columns: Mapping[str, str] | None,
+    on_error: str,
+    post: Callable[[Any], Any] | None = None,
+) -> Loaded:
+    import pyarrow as pa
+
+    check_on_error(on_error)
+    if format is not None:
+        formats.get_format(format)
+    mapping = formats.resolve_mapping(columns)
+    table = None
+    if fast is not None:
+        try:
+            table = fast()
+        except (pa.ArrowException, UnicodeDecodeError, ValueError):
+            table = None  # the slow path will name the line
+    if table is not None:
+        if table.num_rows == 0:
+            raise DataError(f"{source}: the file holds no rows")
+        formats.check_mapping(mapping, table.column_names, source)
+        table = table.rename_columns([mapping.get(name, name) for name in table.column_names])
+        fmt = format or formats.detect_format(table.column_names, source)
+        if formats.table_problem(table, fmt) is None:
+            table = formats.canonical_table(table, fmt)
+            table = post(table) if post else table
+            return Loaded(table, fmt, LoadReport(source, rows=table.num_rows))
+    builder = _Builder(source, format, mapping, on_error)
+    for where, item in rows():
+        builder.add(where, item)
+    loaded = builder.finish()
+    if post:
+        loaded.table = post(loaded.table)
+    return loaded
+
+
+class _Builder:
+    """Checks rows in order and turns the good ones into Arrow, one chunk at a time."""
+
+    def __init__(self, source: str, fmt: str | None, mapping: dict[str, str], on_error: str):
+        self.source, self.fmt, self.mapping, self.on_error = source, fmt, mapping, on_error
+        self.report = LoadReport(source)
+        self._pending: list[tuple[str, Any]] = []
+        self._tables: list[Any] = []
+        self._label_type: list = []
+        self._mapping_checked = False
+
+    def add(self, where: str, item: Any) -> None:
+        self._pending.append((where, item))
+        if len(self._pending) >= CHUNK_ROWS:
+            self._flush()
+
+    def finish(self) -> Loaded:
+        import pyarrow as pa
+
+        self._flush()
+        if not self._tables:
+            if self.report.total_skipped:
+                raise DataError(f"{self.source}: every row was skipped: {self.report.skipped}")
+            raise DataError(f"{self.source}: the file holds no rows")
+        try:
+            table = pa.concat_tables(self._tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DataError(f"{self.source}: a column holds different types in different rows ({exc})") from None
+        table = formats.canonical_table(table, self.fmt)
+        self.report.rows = table.num_rows
+        return Loaded(table, self.fmt, self.report)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        self._start([row for _, row in pending if isinstance(row, dict)])
+        good, first = [], None
+        for where, row in pending:
+            try:
+                if isinstance(row, RowProblem):
+                    raise row
+                if self.fmt is None:  # nothing detectable yet: only non-objects so far
+                    raise RowProblem("not_object", f"expected a JSON object, got {formats._type_name(row)}")
+                good.append(formats.check_row(_rename(row, self.mapping), self.fmt, self._label_type))
+                first = first or where
+            except RowProblem as problem:
+                self._problem(where, problem)
+        if good:
+            self._tables.append(_rows_to_table(good, self.source, first))
+
+    def _start(self, rows: list[dict]) -> None:
+        """On the first chunk with objects: check the mapping and detect the format."""
+        if self._mapping_checked or not rows:
+            return
+        keys = list(dict.fromkeys(key for row in rows for key in row))
+        formats.check_mapping(self.mapping, keys, self.source)
+        self.fmt = self.fmt or formats.detect_format([self.mapping.get(k, k) for k in keys], self.source)
+        self._mapping_checked = True
+
+    def _problem(self, where: str, problem: RowProblem) -> None:
+        if self.on_error == "raise":
+            raise DataError(f"{where}: {problem.message}")
+        self.report.skip(problem.reason, f"{where}: {problem.message}")
+
+
+def _rename(row: Any, mapping: dict[str, str]) -> Any:
+    return formats.rename_row(row, mapping) if isinstance(row, dict) else row
+
+
+def _rows_to_table(rows: list[dict], source: str, first: str | None) -> Any:
+    """One Arrow table from checked rows; every key any row has becomes a column."""
+    import pyarrow as pa
+
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    arrays = {}
+    for key in keys:
+        try:
+            arrays[key] = pa.array([row.get(key) for row in rows])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            raise DataError(f"{source}: column {key!r} (in the rows from {first} on) cannot be stored: {exc}") from None
+    return pa.table(arrays)
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def _existing_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    return path
+
+
+def _jsonl_fast(path: Path) -> Any:
+    import pyarrow.json as pj
+
+    table = pj.read_json(path, read_options=pj.ReadOptions(block_size=_JSON_BLOCK_BYTES))
+    table.validate(full=True)  # the JSON reader does not check that strings are UTF-8; this does
+    return table
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, parsed object or RowProblem) per non-blank line, streamed."""
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield (
+                    where,
+                    RowProblem("undecodable", f"bytes that are not UTF-8 at column {exc.start + 1} ({exc.reason})"),
+                )
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield where, RowProblem("not_json", f"not valid JSON ({exc.msg}, column {exc.colno})")
+
+
+def _json_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """Rows of a JSON document: an array of objects, or an object whose ``data`` is one."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: bytes that are not UTF-8 ({exc.reason})") from None
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+    if isinstance(document, dict) and isinstance(document.get("data"), list):
+        document = document["data"]
+    if not isinstance(document, list):
+        raise DataError(f"{path}: expected a JSON array of rows, or an object with a 'data' array")
+    del raw, text
+    for i, row in enumerate(document, start=1):
+        yield f"{path}: row {i}", row
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        return next(csv.reader(fh, delimiter=delimiter), [])
+
+
+def _csv_fast(path: Path, delimiter: str) -> Any:
+    """Every column as strings (empty cells as null); `_infer_ints` turns int-only columns back into ints."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    header = _csv_header(path, delimiter)
+    return pcsv.read_csv(
+        path,
+        read_options=pcsv.ReadOptions(block_size=_JSON_BLOCK_BYTES),
+        parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+        convert_options=pcsv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            strings_can_be_null=True,
+            null_values=[""],
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, row dict or RowProblem) per CSV record, streamed."""
+    problems: list[tuple[str, RowProblem]] = []
+    with path.open("rb") as fh:
+        reader = csv.reader(_decoded_lines(fh, path, problems), delimiter=delimiter)
+        header = next(reader, None)
+        yield from problems
+        problems.clear()
+        if not header:
+            raise DataError(f"{path}: no header row")
+        for record in reader:
+            yield from problems
+            problems.clear()
+            where = f"{path}:{reader.line_num}"
+            if not record:
+                continue
+            if len(record) != len(header):
+                yield where, RowProblem("wrong_columns", f"expected {len(header)} fields {header}, got {len(record)}")
+                continue
+            yield where, {name: (value if value != "" else None) for name, value in zip(header, record, strict=True)}
+        yield from problems
+
+
+def _decoded_lines(fh: Any, path: Path, problems: list) -> Iterator[str]:
+    """Text lines for the csv module; an undecodable line is dropped and noted in `problems`."""
+    for lineno, raw in enumerate(fh, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append((f"{path}:{lineno}", RowProblem("undecodable", f"bytes that are not UTF-8 ({exc.reason})")))
+
+
+def _infer_ints(table: Any) -> Any:
+    """CSV holds only text: a non-text column whose every value is an integer becomes int64."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for index, name in enumerate(table.column_names):
+        column = table.column(name)
+        if name in formats.STRING_FIELDS or not pa.types.is_string(column.type):
+            continue
+        if column.null_count == len(column):
+            continue
+        matches = pc.match_substring_regex(column, _INT_PATTERN)
+        if pc.all(matches).as_py():
+            table = table.set_column(index, name, column.cast(pa.int64()))
+    return table
+
+
+def _parquet(path: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def _table_rows(table: Any, source: str) -> Iterator[tuple[str, Any]]:
+    """Rows of an Arrow table as Python dicts, one batch at a time."""
+    row = 0
+    for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
+        for values in batch.to_pylist():
+            row += 1
+            yield f"{source}: row {row}", values
+
+
+def load_hf(path: str | os.PathLike, *, config_name: str | None = None, revision: str | None = None) -> dict[str, Any]:
+    """Split name -> Arrow table from a directory written by `datasets` ``save_to_disk``.
+
+    A path that does not exist locally is tried as a Hugging Face Hub dataset name (this needs
+    the network, so nothing in the project's own runs or tests takes this branch).
+    """
+    import datasets
+
+    local = Path(path)
+    if local.exists():
+        try:
+            loaded = datasets.load_from_disk(str(local))
+        except (FileNotFoundError, ValueError) as exc:
+            raise DataError(f"{local}: not a dataset saved with datasets' save_to_disk ({exc})") from None
+    else:
+        try:
+            loaded = datasets.load_dataset(str(path), name=config_name, revision=revision)
+        except Exception as exc:  # the hub raises many types; all mean "could not get it"
+            raise DataError(
+                f"{path}: no such local path, and loading it from the Hugging Face Hub failed: {exc}"
+            ) from None
+    if isinstance(loaded, datasets.Dataset):
+        return {"train": hf_table(loaded)}
+    return {name: hf_table(part) for name, part in loaded.items()}
