@@ -120,3 +120,9 @@ def test_target_outside_allowlist_fails_before_anything_runs():
 def test_allowlist_can_be_extended_in_config():
     cfg = compose(["trainer._target_=collections.OrderedDict", "allowed_targets=[collections.]"])
     validate(cfg)
+
+
+def test_dotted_metric_names_pass_the_allowlist():
+    cfg = compose(["evaluator.metrics=[accuracy,os.system]"])
+    with pytest.raises(ConfigError, match=r"evaluator\.metrics\.1.*not an allowed target"):
+        validate(cfg)

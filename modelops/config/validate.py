@@ -39,6 +39,10 @@ def validate(cfg) -> None:
     for group in GROUPS:
         if group in data and data[group] is not None:
             check_node(group, data[group], allowed)
+    # A dotted metric name is an import path too: it must pass the same allowlist.
+    for i, metric in enumerate((data.get("evaluator") or {}).get("metrics") or []):
+        if isinstance(metric, str) and "." in metric:
+            check_target(f"evaluator.metrics.{i}", metric, allowed)
 
 
 def check_node(path: str, node: Any, allowed: tuple[str, ...]) -> None:

@@ -1,103 +1,303 @@
-"""`Evaluator`: score a base or fine-tuned model on a dataset split."""
+"""`Evaluator`: score a base or fine-tuned model, classifier or causal LM, on one split of a dataset.
+
+What is computed depends on the metrics asked for (see `modelops.evaluate.metrics`) and the data format:
+
+- classification metrics (accuracy, f1, precision, recall, confusion_matrix) on ``classification`` data: a
+  sequence classifier's argmax, or, for a causal LM, the label whose verbalisation is most likely after the
+  prompt (see `modelops.evaluate.scoring`);
+- LM metrics (loss, perplexity, bits_per_byte) with a causal LM on any format, on the text of each row:
+  ``text`` for text and classification rows, the full example rendered by `modelops.models.templates.segments`
+  (prompt and answer, EOS included) for completion, instruction and chat rows (see
+  `modelops.evaluate.perplexity` for the sliding window);
+- generative metrics (exact_match) with a causal LM on completion, instruction and chat rows: greedy
+  generation from the prompt given by `modelops.models.templates.prompt_and_reference`, compared with its
+  reference (see `modelops.evaluate.generation`).
+
+The same call serves periodic validation inside a training loop: pass the live ``(model, tokenizer)``; it is
+scored in eval mode under ``torch.inference_mode`` and its training mode is restored afterwards.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from modelops.errors import EvaluationError
 from modelops.evaluate.results import EvalResults
 
+#: Metrics used when none are given, by data format.
+DEFAULT_METRICS = {
+    "classification": ["accuracy", "f1"],
+    "text": ["loss", "perplexity", "bits_per_byte"],
+    "completion": ["exact_match"],
+    "instruction": ["exact_match"],
+    "chat": ["exact_match"],
+}
+GENERATIVE_FORMATS = ("completion", "instruction", "chat")
+
 
 class Evaluator:
-    """Compute metrics for a model on a dataset.
+    """Compute metrics for a model on a dataset split.
 
     Args:
-        metrics: metric names (see `modelops.evaluate.metrics.known_metrics()`).
-        batch_size: examples per forward pass (results do not depend on it).
-        average: F1/precision/recall averaging: `macro` (default), `micro`, `weighted`, `binary`.
-        split: the split to score; default `test`, else `validation`, else the only split.
-        seed: seeds the fresh classification head of a base model, so its scores repeat.
+        metrics: metric names (see `modelops.evaluate.metrics.known_metrics()`), dotted names or
+            ``{_target_: module.function, ...}`` nodes of your own; None picks by data format
+            (`DEFAULT_METRICS`).
+        batch_size: examples per forward pass; results do not depend on it.
+        average: F1/precision/recall averaging: ``macro`` (default), ``micro``, ``weighted``, ``binary``.
+        split: the split to score; default ``test``, else ``validation``, else the only split.
+        seed: seeds the fresh classification head put on a bare encoder, so its scores repeat.
+        max_length: tokens per input. Classifiers truncate to it (default: the model's context, at most 512);
+            LM metrics use it as the sliding-window size (default: the model's context); generation keeps the
+            last ``max_length - max_new_tokens`` prompt tokens.
+        stride: how far the LM sliding window advances; default ``max_length // 2``.
+        max_new_tokens: the most tokens greedy generation adds per prompt.
+        normalize: what exact match ignores, any of ``case``, ``punctuation``, ``whitespace`` (default
+            ``[whitespace]``: strip, and runs of whitespace count as one space).
+        prompt_template: how a causal LM is prompted for a classification row; ``{text}`` is the row's text.
+        choice_template: the verbalisation of each label scored after the prompt; ``{label}`` is its name.
+        device: where to run a model the Evaluator loads (default ``cuda`` when available, else ``cpu``); a
+            ``(model, tokenizer)`` pair stays where it is.
     """
 
-    def __init__(self, metrics=("accuracy", "f1"), batch_size: int = 64, average: str = "macro", split=None, seed=0):
-        self.metrics = list(metrics)
+    def __init__(
+        self,
+        metrics: list | None = None,
+        batch_size: int = 32,
+        average: str = "macro",
+        split: str | None = None,
+        seed: int = 0,
+        max_length: int | None = None,
+        stride: int | None = None,
+        max_new_tokens: int = 32,
+        normalize: Sequence[str] = ("whitespace",),
+        prompt_template: str = "{text}\nLabel:",
+        choice_template: str = " {label}",
+        device: str | None = None,
+    ):
+        if batch_size < 1:
+            raise EvaluationError(f"evaluator.batch_size: must be >= 1, got {batch_size}")
+        self.metrics = list(metrics) if metrics is not None else None
         self.batch_size = batch_size
         self.average = average
         self.split = split
         self.seed = seed
+        self.max_length = max_length
+        self.stride = stride
+        self.max_new_tokens = max_new_tokens
+        self.normalize = list(normalize)
+        self.prompt_template = prompt_template
+        self.choice_template = choice_template
+        self.device = device
 
-    def evaluate(self, model: Any, dataset, metrics=None, split: str | None = None) -> EvalResults:
+    def evaluate(self, model: Any, dataset, metrics: list | None = None, split: str | None = None) -> EvalResults:
         """Score `model` on one split of `dataset`.
 
         Args:
-            model: a `FineTunedModel`, a run or model directory, a model reference
-                (`minilm`, a conf/model option, a path, a hub id) or a `(model, tokenizer)` pair.
+            model: a model directory written by training (``job.fine_tuned_model``), a run directory, a saved
+                transformers model or PEFT adapter directory, a ``conf/model`` option name, a built-in alias
+                (``minilm``, ``tiny-llama``), a hub id, or an already loaded ``(model, tokenizer)``
+                (see `modelops.evaluate.models`).
             dataset: a `modelops.Dataset`.
             metrics: overrides the metrics given at construction.
             split: overrides the split given at construction.
-        """
-        from modelops.evaluate.metrics import compute_classification, known_metrics
 
-        names = list(metrics or self.metrics)
-        unknown = [n for n in names if n not in known_metrics()]
-        if unknown:
-            raise EvaluationError(f"unknown metric(s) {unknown}; known: {known_metrics()}")
+        Raises:
+            EvaluationError: an unknown metric (the message lists the known ones), a metric the data format or
+                the model cannot give (perplexity of a classifier), a label the model does not know, an empty split.
+            ModelError: a model reference that cannot be loaded, naming what was tried.
+        """
+        from modelops.evaluate.batching import inference
+        from modelops.evaluate.metrics import resolve_metrics
+        from modelops.evaluate.models import load_for_evaluation
+
+        chosen = resolve_metrics(metrics or self.metrics or DEFAULT_METRICS[dataset.format])
         split = split or self.split or dataset.eval_split()
         table = dataset[split]
         if len(table) == 0:
             raise EvaluationError(f"split {split!r} is empty: nothing to evaluate")
-        net, tokenizer, label = self._load(model, dataset)
-        label2id = {name: int(i) for name, i in net.config.label2id.items()}
-        references = _label_ids(table["label"], label2id, split)
-        predictions = self._predict(net, tokenizer, table["text"])
-        values = compute_classification(names, predictions, references, len(label2id), self.average)
-        rows = [{"text": t, "label": table["label"][i], "prediction": net.config.id2label[int(p)]}
-                for i, (t, p) in enumerate(zip(table["text"], predictions, strict=True))]  # fmt: skip
-        return EvalResults(metrics=values, model=label, split=split, num_examples=len(table), predictions=rows)
+        _check_format(chosen, dataset.format)
+        loaded = load_for_evaluation(model, dataset.format, dataset.labels, self.seed)
+        _check_task(chosen, loaded)
+        if not isinstance(model, tuple | list):
+            loaded.model.to(self.device or _default_device())
+        with inference(loaded.model):
+            values, predictions = self._compute(chosen, loaded, dataset, table, split)
+        return EvalResults(
+            metrics={m.name: values[m.name] for m in chosen}, model=loaded.name, split=split,
+            num_examples=len(table), predictions=predictions, task=loaded.task,
+            labels=dataset.labels if dataset.format == "classification" else None,
+        )  # fmt: skip
 
-    def _load(self, model: Any, dataset):
-        from modelops.models.loading import load_model, load_tokenizer, load_trained
-        from modelops.models.spec import ModelSpec
+    def _compute(self, chosen, loaded, dataset, table, split: str) -> tuple[dict[str, Any], list[dict]]:
+        values: dict[str, Any] = {}
+        predictions: list[dict] = []
+        predictive = [m for m in chosen if m.kind in ("classification", "generative", "custom")]
+        if predictive and dataset.format == "classification":
+            values, predictions = self._classification(predictive, loaded, dataset, table, split)
+        elif predictive:
+            values, predictions = self._generative(predictive, loaded, dataset.format, table)
+        lm = [m.name for m in chosen if m.kind == "language_model"]
+        if lm:
+            scores = self._language_model(loaded, dataset.format, table)
+            values.update({name: scores[name] for name in lm})
+        return values, predictions
 
-        if isinstance(model, tuple):
-            return model[0].eval(), model[1], type(model[0]).__name__
-        ref = str(getattr(model, "path", model))
-        path = Path(ref)
-        for candidate in (path, path / "model"):
-            if (candidate / "modelops.json").exists():
-                net, tokenizer = load_trained(candidate)
-                return net, tokenizer, str(candidate)
-        spec = ModelSpec(name_or_path=ref, task="seq_cls")
-        net = load_model(spec, labels=dataset.labels, seed=self.seed).eval()
-        return net, load_tokenizer(ref), ref
+    # -- classification -----------------------------------------------------------------------
 
-    def _predict(self, model, tokenizer, texts: list[str]):
-        import numpy as np
-        import torch
+    def _classification(self, chosen, loaded, dataset, table, split: str):
+        texts, raw_labels = list(table["text"]), list(table["label"])
+        if loaded.task == "seq_cls":
+            labels = loaded.labels or []
+            references = _label_ids(raw_labels, labels, split, loaded.name)
+            scores = self._classifier_scores(loaded, texts)
+        else:
+            labels = dataset.labels or []
+            references = _label_ids(raw_labels, labels, split, loaded.name)
+            scores = self._choice_scores(loaded, texts, labels)
+        predicted = scores.argmax(axis=1)
+        values = _classification_values(chosen, predicted, references, len(labels), self.average)
+        rows = [
+            {"text": text, "label": labels[ref], "prediction": labels[pred]}
+            for text, ref, pred in zip(texts, references.tolist(), predicted.tolist(), strict=True)
+        ]
+        if loaded.task == "causal_lm":
+            for row, row_scores in zip(rows, scores.tolist(), strict=True):
+                row["loglikelihoods"] = dict(zip(labels, row_scores, strict=True))
+        return values, rows
 
-        max_length = min(getattr(tokenizer, "model_max_length", 512), 512)
-        # Sorting by length keeps padding minimal; predictions go back to their original order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        predictions = np.empty(len(texts), dtype=np.int64)
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
-                enc = tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                max_length=max_length, return_tensors="pt")  # fmt: skip
-                logits = model(**enc).logits
-                predictions[index] = logits.argmax(-1).numpy()
-        return predictions
+    def _classifier_scores(self, loaded, texts: list[str]):
+        from modelops.evaluate.scoring import classifier_logits
+
+        context = getattr(loaded.model.config, "max_position_embeddings", None) or 512
+        limit = min(getattr(loaded.tokenizer, "model_max_length", context) or context, context, 512)
+        return classifier_logits(loaded.model, loaded.tokenizer, texts, self.batch_size, self.max_length or limit)
+
+    def _choice_scores(self, loaded, texts: list[str], labels: list[str]):
+        from modelops.evaluate.scoring import choice_loglikelihoods
+
+        try:
+            prompts = [self.prompt_template.format(text=text) for text in texts]
+            choices = [self.choice_template.format(label=label) for label in labels]
+        except (KeyError, IndexError) as exc:
+            raise EvaluationError(
+                f"evaluator.prompt_template/choice_template: unknown field {exc}; use {{text}} and {{label}}"
+            ) from None
+        max_length = self.max_length or _context_length(loaded.model)
+        return choice_loglikelihoods(loaded.model, loaded.tokenizer, prompts, choices, self.batch_size, max_length)
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def _generative(self, chosen, loaded, data_format: str, table):
+        from modelops.evaluate.generation import greedy_generate
+        from modelops.evaluate.metrics import GENERATIVE_METRICS, normalize_text
+        from modelops.models.templates import prompt_and_reference
+
+        pairs = [prompt_and_reference(row, data_format, loaded.tokenizer) for row in table]
+        prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
+        outputs = greedy_generate(
+            loaded.model, loaded.tokenizer, prompts, self.batch_size, self.max_new_tokens, self.max_length
+        )
+        values = {}
+        for metric in chosen:
+            builtin = metric.fn is GENERATIVE_METRICS.get(metric.name)
+            values[metric.name] = (
+                metric.fn(outputs, references, normalize=self.normalize) if builtin else metric.fn(outputs, references)
+            )
+        rows = [
+            {"prompt": p, "reference": r, "prediction": o,
+             "exact_match": normalize_text(o, self.normalize) == normalize_text(r, self.normalize)}
+            for p, r, o in zip(prompts, references, outputs, strict=True)
+        ]  # fmt: skip
+        return values, rows
+
+    # -- language modelling -------------------------------------------------------------------
+
+    def _language_model(self, loaded, data_format: str, table) -> dict[str, Any]:
+        from modelops.evaluate.perplexity import language_model_scores
+
+        return language_model_scores(
+            loaded.model, loaded.tokenizer, lm_texts(table, data_format, loaded.tokenizer),
+            max_length=self.max_length, stride=self.stride, batch_size=self.batch_size,
+        )  # fmt: skip
 
 
-def _label_ids(values: list, label2id: dict[str, int], split: str):
+def lm_texts(table, data_format: str, tokenizer) -> list[str]:
+    """The text LM metrics score for each row: ``text``, or the example rendered by `segments`."""
+    if data_format in ("text", "classification"):
+        return list(table["text"])
+    from modelops.models.templates import segments
+
+    return ["".join(text for text, _ in segments(row, data_format, tokenizer)) for row in table]
+
+
+def _check_format(chosen, data_format: str) -> None:
+    """Refuse metrics that the data format cannot give, before any model is loaded."""
+    for metric in chosen:
+        if metric.kind == "classification" and data_format != "classification":
+            raise EvaluationError(
+                f"metric {metric.name!r} needs classification data (text, label); this dataset's format is "
+                f"{data_format!r}"
+            )
+        if metric.kind == "generative" and data_format not in GENERATIVE_FORMATS:
+            raise EvaluationError(
+                f"metric {metric.name!r} needs prompt/answer data ({', '.join(GENERATIVE_FORMATS)}); "
+                f"this dataset's format is {data_format!r}"
+            )
+        if metric.kind == "custom" and data_format == "text":
+            raise EvaluationError(f"metric {metric.name!r}: text data has no predictions to score a custom metric on")
+
+
+def _check_task(chosen, loaded) -> None:
+    """Refuse LM and generative metrics for a sequence classifier."""
+    needs_lm = [m.name for m in chosen if m.kind in ("language_model", "generative")]
+    if needs_lm and loaded.task != "causal_lm":
+        raise EvaluationError(
+            f"metric(s) {needs_lm} need a causal language model; {loaded.name!r} is a sequence classifier "
+            f"({type(loaded.model).__name__})"
+        )
+
+
+def _classification_values(chosen, predicted, references, num_labels: int, average: str) -> dict[str, Any]:
+    import functools
+
+    from modelops.evaluate.metrics import compute_classification
+
+    builtin = [m.name for m in chosen if m.kind == "classification" and not isinstance(m.fn, functools.partial)]
+    values = compute_classification(builtin, predicted, references, num_labels, average)  # also checks the ids
+    for metric in chosen:
+        if metric.name not in values:
+            bound = getattr(metric.fn, "keywords", {}) or {}
+            kwargs = {} if "average" in bound else {"average": average}
+            values[metric.name] = metric.fn(predicted, references, num_labels, **kwargs)
+    return values
+
+
+def _label_ids(values: list, labels: list[str], split: str, model: str):
+    """Reference class ids; an EvaluationError naming the row for a label the model does not know."""
     import numpy as np
 
-    ids = []
+    label2id = {name: i for i, name in enumerate(labels)}
+    ids = np.empty(len(values), dtype=np.int64)
     for row, value in enumerate(values):
-        if str(value) not in label2id:
+        key = str(value)
+        if key not in label2id:
             raise EvaluationError(
-                f"split {split!r} row {row}: label {value!r} is not one the model knows {list(label2id)}"
+                f"split {split!r} row {row + 1}, field 'label': {value!r} is not a label model {model!r} knows "
+                f"({labels})"
             )
-        ids.append(label2id[str(value)])
-    return np.asarray(ids, dtype=np.int64)
+        ids[row] = label2id[key]
+    return ids
+
+
+def _context_length(model) -> int:
+    length = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    if not length:
+        raise EvaluationError(f"{type(model).__name__}.config gives no context length; set evaluator.max_length")
+    return int(length)
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

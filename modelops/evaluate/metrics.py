@@ -1,4 +1,19 @@
-"""Classification metrics as plain functions in a registry, computed from one confusion matrix with numpy.
+"""Metrics as plain functions in registries: classification (from one confusion matrix, numpy), generative.
+
+Three kinds of metric, told apart by name:
+
+- classification (``accuracy``, ``f1``, ``precision``, ``recall``, ``confusion_matrix`` and any added with
+  :func:`register_metric`): scored on predicted vs true class ids;
+- language model (``loss``, ``perplexity``, ``bits_per_byte``): computed by
+  :func:`modelops.evaluate.perplexity.language_model_scores` from the model itself;
+- generative (``exact_match``): scored on generated vs reference strings.
+
+A user metric needs no registration: :func:`resolve_metrics` also takes a dotted name (``"mypkg.metrics.mine"``),
+a config node ``{_target_: mypkg.metrics.mine, some_option: 1}`` (the other keys are bound as keyword arguments)
+or a callable. Such a metric is called on what the evaluation predicts for the data: on classification data
+``fn(predictions, references, num_labels, average)`` with class-id arrays, like the registered ones; on
+completion/instruction/chat data ``fn(predictions, references)`` with lists of generated and reference strings.
+Its result is stored under the function's ``__name__``.
 
 Every metric function takes ``(predictions, references, num_labels, average)``: two integer arrays of class ids in
 ``range(num_labels)`` and an averaging mode, and returns a float (``confusion_matrix`` returns a list of lists).
@@ -19,7 +34,12 @@ class with neither) is 0, as with ``zero_division=0``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import importlib
+import string
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -113,6 +133,45 @@ CLASSIFICATION_METRICS: dict[str, Callable[..., Any]] = {
 }
 
 
+NORMALIZATIONS = ("case", "punctuation", "whitespace")
+
+
+def normalize_text(text: str, normalize: Sequence[str] = ("whitespace",)) -> str:
+    """Normalise ``text`` for exact match; the options apply in this order, each only when named.
+
+    - ``"case"``: case-folded (``str.casefold``, so "Straße" matches "STRASSE").
+    - ``"punctuation"``: every Unicode punctuation character (category P*) and ASCII symbol removed.
+    - ``"whitespace"``: leading/trailing whitespace stripped and inner runs made one space.
+    """
+    bad = [option for option in normalize if option not in NORMALIZATIONS]
+    if bad:
+        raise EvaluationError(f"normalize: unknown option(s) {bad}; options are {list(NORMALIZATIONS)}")
+    if "case" in normalize:
+        text = text.casefold()
+    if "punctuation" in normalize:
+        text = "".join(c for c in text if not (unicodedata.category(c).startswith("P") or c in string.punctuation))
+    if "whitespace" in normalize:
+        text = " ".join(text.split())
+    return text
+
+
+def exact_match(predictions: Sequence[str], references: Sequence[str], normalize=("whitespace",)) -> float:
+    """Fraction of predictions equal to their reference after :func:`normalize_text` with ``normalize``."""
+    if len(predictions) != len(references):
+        raise EvaluationError(f"{len(predictions)} predictions for {len(references)} references")
+    if not predictions:
+        raise EvaluationError("no predictions to score (empty evaluation set)")
+    hits = [
+        normalize_text(p, normalize) == normalize_text(r, normalize)
+        for p, r in zip(predictions, references, strict=True)
+    ]
+    return float(np.mean(hits))
+
+
+GENERATIVE_METRICS: dict[str, Callable[..., Any]] = {"exact_match": exact_match}
+"""Generative metrics: ``fn(predictions, references, normalize)`` on strings."""
+
+
 def register_metric(name: str, fn: Callable[..., Any]) -> None:
     """Add (or replace) a classification metric.
 
@@ -125,14 +184,87 @@ def register_metric(name: str, fn: Callable[..., Any]) -> None:
     """
     if not callable(fn):
         raise EvaluationError(f"register_metric({name!r}, ...): {fn!r} is not callable")
-    if name in LM_METRICS:
-        raise EvaluationError(f"register_metric({name!r}, ...): {name!r} is a language-model metric and is reserved")
+    if name in LM_METRICS or name in GENERATIVE_METRICS:
+        raise EvaluationError(f"register_metric({name!r}, ...): {name!r} is a built-in metric name and is reserved")
     CLASSIFICATION_METRICS[name] = fn
 
 
 def known_metrics() -> list[str]:
-    """Every metric name an evaluation accepts: registered classification metrics and the LM metrics, sorted."""
-    return sorted(set(CLASSIFICATION_METRICS) | LM_METRICS)
+    """Every metric name an evaluation accepts: classification, LM and generative metrics, sorted."""
+    return sorted(set(CLASSIFICATION_METRICS) | LM_METRICS | set(GENERATIVE_METRICS))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric an evaluation computes.
+
+    Attributes:
+        name: The key in the results.
+        kind: ``classification``, ``language_model``, ``generative`` or ``custom``.
+        fn: The function (None for LM metrics, which come from one pass over the model).
+    """
+
+    name: str
+    kind: str
+    fn: Callable[..., Any] | None = None
+
+
+def resolve_metrics(entries: Sequence[Any]) -> list[Metric]:
+    """Turn metric names, dotted names, ``{_target_: ...}`` nodes and callables into :class:`Metric` objects.
+
+    Raises:
+        EvaluationError: For an entry that is none of these; the message lists the known names.
+    """
+    if isinstance(entries, str | Mapping) or callable(entries):
+        entries = [entries]
+    metrics = [_resolve_one(entry) for entry in entries]
+    names = [metric.name for metric in metrics]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise EvaluationError(f"metrics: {twice} named more than once")
+    return metrics
+
+
+def _resolve_one(entry: Any) -> Metric:
+    if isinstance(entry, str):
+        if entry in CLASSIFICATION_METRICS:
+            return Metric(entry, "classification", CLASSIFICATION_METRICS[entry])
+        if entry in LM_METRICS:
+            return Metric(entry, "language_model")
+        if entry in GENERATIVE_METRICS:
+            return Metric(entry, "generative", GENERATIVE_METRICS[entry])
+        if "." in entry:
+            return _custom(_import(entry, entry))
+    elif isinstance(entry, Mapping) and "_target_" in entry:
+        options = {k: v for k, v in entry.items() if not (k.startswith("_") and k.endswith("_"))}
+        fn = _import(entry["_target_"], entry)
+        return _custom(functools.partial(fn, **options) if options else fn)
+    elif callable(entry):
+        return _custom(entry)
+    raise EvaluationError(
+        f"unknown metric {entry!r}; known metrics: {', '.join(known_metrics())} "
+        "(or a dotted name / {_target_: module.function} of your own)"
+    )
+
+
+def _custom(fn: Callable[..., Any]) -> Metric:
+    name = getattr(getattr(fn, "func", fn), "__name__", None) or type(fn).__name__
+    if name in CLASSIFICATION_METRICS or name in GENERATIVE_METRICS:
+        return Metric(name, "generative" if name in GENERATIVE_METRICS else "classification", fn)
+    return Metric(name, "custom", fn)
+
+
+def _import(target: str, entry: Any) -> Callable[..., Any]:
+    module_name, _, attr = target.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise EvaluationError(
+            f"metric {entry!r}: cannot import {target!r} ({exc}); known metrics: {', '.join(known_metrics())}"
+        ) from None
+    if not callable(fn):
+        raise EvaluationError(f"metric {entry!r}: {target!r} is not callable")
+    return fn
 
 
 def _as_labels(values, name: str, num_labels: int) -> np.ndarray:
@@ -157,7 +289,7 @@ def compute_classification(
     """Compute the named classification metrics.
 
     Args:
-        names: Metric names; LM metric names are skipped (they are not computed from labels).
+        names: Metric names; LM and generative metric names are skipped (they are not computed from labels).
         predictions: Predicted class ids, shape ``(n,)``.
         references: True class ids, shape ``(n,)``.
         num_labels: Number of classes; ids must lie in ``range(num_labels)``.
@@ -170,7 +302,7 @@ def compute_classification(
         EvaluationError: For an unknown name (the message lists the known ones), a bad ``average``, empty or
             mismatched inputs, or ids outside ``range(num_labels)``.
     """
-    unknown = [name for name in names if name not in CLASSIFICATION_METRICS and name not in LM_METRICS]
+    unknown = [name for name in names if name not in known_metrics()]
     if unknown:
         raise EvaluationError(f"unknown metric(s) {unknown}; known metrics: {', '.join(known_metrics())}")
     if num_labels < 1:

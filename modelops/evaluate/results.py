@@ -1,4 +1,4 @@
-"""`EvalResults`: metric values as attributes, plus per-example predictions."""
+"""`EvalResults`: metric values as attributes, per-example predictions, saving, and base-vs-tuned tables."""
 
 from __future__ import annotations
 
@@ -9,13 +9,26 @@ from typing import Any
 
 @dataclass
 class EvalResults:
-    """The outcome of one evaluation: `results.accuracy`, `results.to_dict()`, `results.save(path)`."""
+    """The outcome of one evaluation: ``results.accuracy``, ``results.to_dict()``, ``results.save(path)``.
+
+    Attributes:
+        metrics: metric name -> value (``confusion_matrix`` is a list of rows: true label, then predicted).
+        model: the model evaluated (the reference as given, or its directory).
+        split: the split scored.
+        num_examples: rows scored.
+        predictions: one dict per example (classification: text, label, prediction; generation: prompt,
+            reference, prediction, exact_match); empty when only LM metrics were asked for.
+        task: ``seq_cls`` or ``causal_lm``.
+        labels: class names in id order (classification data).
+    """
 
     metrics: dict[str, Any]
     model: str
     split: str
     num_examples: int
     predictions: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    task: str | None = None
+    labels: list[str] | None = None
 
     def __getattr__(self, name: str) -> Any:
         metrics = self.__dict__.get("metrics", {})
@@ -24,30 +37,82 @@ class EvalResults:
         raise AttributeError(f"no metric {name!r} in these results; computed: {sorted(metrics)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "split": self.split, "num_examples": self.num_examples, "metrics": self.metrics}
+        """Everything but the per-example predictions, JSON-serialisable."""
+        return {
+            "model": self.model, "split": self.split, "num_examples": self.num_examples,
+            "task": self.task, "labels": self.labels, "metrics": self.metrics,
+        }  # fmt: skip
 
-    def save(self, path: str | Path) -> None:
-        """Write the metrics as JSON, atomically."""
+    def save(self, path: str | Path) -> Path:
+        """Write the results, atomically.
+
+        A path ending in ``.json`` gets the metrics (``to_dict``) only. Any other path is a directory (a run
+        directory, say) that gets ``eval.json``, ``predictions.jsonl`` and, when the confusion matrix was
+        computed, ``confusion_matrix.png``.
+        """
         from modelops.io import write_json
 
-        write_json(path, self.to_dict())
+        path = Path(path)
+        if path.suffix == ".json":
+            return write_json(path, self.to_dict())
+        write_json(path / "eval.json", self.to_dict())
+        self.save_predictions(path / "predictions.jsonl")
+        return path
 
-    def save_predictions(self, path: str | Path) -> None:
-        """Write one JSON line per example: text, label, prediction; atomically."""
+    def save_predictions(self, path: str | Path) -> Path:
+        """Write one JSON line per example, atomically; with the confusion matrix, also its plot beside it.
+
+        The plot is ``confusion_matrix.png`` next to ``predictions.jsonl`` (``base_confusion_matrix.png`` next to
+        ``base_predictions.jsonl``, ``<stem>_confusion_matrix.png`` for other names).
+        """
         import json
 
         from modelops.io import atomic_path
 
+        path = Path(path)
         with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
             for row in self.predictions:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if "confusion_matrix" in self.metrics and self.labels:
+            stem = path.stem.replace("predictions", "confusion_matrix")
+            if stem == path.stem:
+                stem += "_confusion_matrix"
+            self.plot_confusion_matrix(path.with_name(stem + ".png"))
+        return path
+
+    def plot_confusion_matrix(self, path: str | Path) -> Path:
+        """Draw the confusion matrix (counts, true label down, predicted across) as a PNG, atomically."""
+        from modelops.evaluate.plots import plot_confusion_matrix
+
+        if "confusion_matrix" not in self.metrics:
+            from modelops.errors import EvaluationError
+
+            raise EvaluationError("no confusion_matrix in these results; add it to the metrics")
+        title = f"{self.model} ({self.split})"
+        return plot_confusion_matrix(self.metrics["confusion_matrix"], self.labels or [], path, title)
 
 
 def comparison_table(named: dict[str, EvalResults]) -> str:
-    """A side-by-side table of the same metrics for several models (e.g. base vs fine-tuned)."""
+    """A side-by-side table of the numeric metrics of several models (e.g. base vs fine-tuned).
+
+    Metrics are listed in the order the first model has them; a model without one shows ``-``. With exactly
+    two models a ``delta`` column gives second minus first.
+    """
     names = list(named)
-    metrics = [m for m, v in next(iter(named.values())).metrics.items() if isinstance(v, int | float)]
-    lines = [f"{'metric':<14}" + "".join(f"{n:>14}" for n in names)]
+    metrics: list[str] = []
+    for result in named.values():
+        metrics += [m for m, v in result.metrics.items() if _is_number(v) and m not in metrics]
+    width = max([14, *(len(n) + 2 for n in names), *(len(m) + 2 for m in metrics)])
+    header = ["metric", *names, *(["delta"] if len(names) == 2 else [])]
+    lines = [f"{header[0]:<{width}}" + "".join(f"{h:>{width}}" for h in header[1:])]
     for metric in metrics:
-        lines.append(f"{metric:<14}" + "".join(f"{named[n].metrics[metric]:>14.4f}" for n in names))
+        values = [named[n].metrics.get(metric) for n in names]
+        cells = [f"{v:.4f}" if _is_number(v) else "-" for v in values]
+        if len(names) == 2:
+            cells.append(f"{values[1] - values[0]:+.4f}" if all(_is_number(v) for v in values) else "-")
+        lines.append(f"{metric:<{width}}" + "".join(f"{c:>{width}}" for c in cells))
     return "\n".join(lines)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
