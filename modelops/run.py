@@ -58,7 +58,10 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
         dataset = _sanitize(cfg, dataset, data_dir)
     results: dict[str, Any] = {}
     if "evaluate" in stages:
-        results["base"] = evaluator.evaluate(spec.name_or_path, dataset).to_dict()
+        base = evaluator.evaluate(spec.name_or_path, dataset)
+        if is_main_process():
+            base.save_predictions(run_dir / "base_predictions.jsonl")
+        results["base"] = base.to_dict()
     if "train" in stages:
         from modelops.train.loop import train
 

@@ -77,6 +77,15 @@ class Evaluator:
     ):
         if batch_size < 1:
             raise EvaluationError(f"evaluator.batch_size: must be >= 1, got {batch_size}")
+        if average not in ("macro", "micro", "weighted", "binary"):
+            raise EvaluationError(f"evaluator.average: {average!r} is not one of macro, micro, weighted, binary")
+        if metrics is not None:
+            from modelops.evaluate.metrics import resolve_metrics
+
+            try:
+                resolve_metrics(metrics)  # an unknown metric fails now, not after training
+            except EvaluationError as exc:
+                raise EvaluationError(f"evaluator.metrics: {exc}") from None
         self.metrics = list(metrics) if metrics is not None else None
         self.batch_size = batch_size
         self.average = average
