@@ -22,5 +22,8 @@ format:
 	$(PY) -m ruff format . && $(PY) -m ruff check --fix .
 
 bench:
-	$(PY) benchmarks/bench_near_dedup.py
-	$(PY) benchmarks/bench_dataset_memory.py
+	PYTHONPATH=. $(PY) benchmarks/bench_near_dedup.py
+	PYTHONPATH=. $(PY) benchmarks/bench_sanitize.py
+	PYTHONPATH=. $(PY) benchmarks/bench_dataset_memory.py
+	PYTHONPATH=. $(PY) benchmarks/bench_evaluate.py
+	PYTHONPATH=. $(PY) benchmarks/bench_train.py

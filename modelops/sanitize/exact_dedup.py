@@ -1,22 +1,63 @@
-"""Exact deduplication on normalised content, with label/completion conflicts flagged."""
+"""Exact deduplication on normalised content, with label/completion conflicts flagged.
+
+Each row gets two 64-bit keys in a batched pass: one of its
+whole content with its answer, one of its input alone. The grouping is then numpy over the
+key arrays, so no per-row Python object outlives the pass.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import xxhash
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import StepContext, mark, row_texts
+from modelops.sanitize.step import StepContext, map_batches, mark, present_fields, row_texts
 
 # The column that is the answer for the row's input: same input, different answer = a conflict.
 _TARGETS = {"classification": "label", "completion": "completion", "instruction": "output"}
 _ON_CONFLICT = ("keep", "drop", "report")
+_FULL, _INPUT = "__full_key", "__input_key"
 
 
 def _key(text: str) -> int:
     # Case and whitespace do not make two rows different examples.
     return xxhash.xxh3_64_intdigest(" ".join(text.lower().split()).encode())
+
+
+def _hashes(texts) -> np.ndarray:
+    return np.fromiter(map(_key, texts), dtype=np.uint64, count=len(texts))
+
+
+def _keys(table, ctx: StepContext, target: str | None):
+    """The (full, input) key of every row, computed batch by batch."""
+    input_fields = [f for f in ctx.text_fields if f != target]
+
+    def batch_fn(batch):
+        full = row_texts(batch, ctx)
+        answers = batch[target] if target in batch else [None] * len(full)
+        inputs = row_texts({k: batch[k] for k in input_fields if k in batch}, ctx) if target else full
+        keyed = [f"{text}\x00{answer}" for text, answer in zip(full, answers, strict=True)]
+        return {_FULL: _hashes(keyed), _INPUT: _hashes(inputs)}
+
+    columns = [*present_fields(table.column_names, ctx), *([target] if target in table.column_names else [])]
+    # Hashing a row costs less than shipping it to a worker: in-process.
+    parts = map_batches(table, ctx, batch_fn, columns, parallel=False)
+    return (np.concatenate(parts[name]).astype(np.uint64) for name in (_FULL, _INPUT))
+
+
+def first_of_group(keys: np.ndarray) -> np.ndarray:
+    """For each position, the first position holding the same key."""
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first[inverse.reshape(-1)]
+
+
+def conflicting_rows(input_keys: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Kept rows whose input key is shared with another kept row (so their answers differ), sorted."""
+    rows = np.flatnonzero(kept)
+    _, inverse, counts = np.unique(input_keys[rows], return_inverse=True, return_counts=True)
+    return rows[counts[inverse.reshape(-1)] > 1]
 
 
 @dataclass
@@ -25,7 +66,8 @@ class ExactDedup:
 
     Rows whose input matches another row's but whose label (or completion/output) differs are
     conflicts: `keep` them silently, `report` them (kept, counted in the report with examples),
-    or `drop` every row of the conflicting input.
+    or `drop` every row of the conflicting input. Formats without an answer (text, chat) have
+    no conflicts.
 
     Args:
         on_conflict: `keep`, `drop` or `report`.
@@ -40,35 +82,24 @@ class ExactDedup:
 
     def __call__(self, table, ctx: StepContext):
         target = _TARGETS.get(ctx.format)
-        input_fields = [f for f in ctx.text_fields if f != target]
-        full_seen: dict[int, int] = {}
-        input_answers: dict[int, set] = {}
-        input_rows: dict[int, list[int]] = {}
-        reasons: list[str] = []
-        for start in range(0, len(table), ctx.batch_size):
-            batch = table[start : start + ctx.batch_size]
-            full = row_texts(batch, ctx)
-            answers = batch[target] if target in batch else [None] * len(full)
-            inputs = row_texts({k: batch[k] for k in input_fields if k in batch}, ctx) if target else full
-            for i, (text, answer, inp) in enumerate(zip(full, answers, inputs, strict=True)):
-                key = _key(f"{text}\x00{answer}")
-                index = start + i
-                if key in full_seen:
-                    reasons.append(f"duplicate:of_row={full_seen[key]}")
-                    continue
-                full_seen[key] = index
-                reasons.append("")
-                ikey = _key(inp)
-                input_answers.setdefault(ikey, set()).add(str(answer))
-                input_rows.setdefault(ikey, []).append(index)
-        conflicts = self._conflicts(input_answers, input_rows) if target else []
+        if len(table) == 0:
+            self.notes = {}
+            return mark(table, [])
+        full, inputs = _keys(table, ctx, target)
+        of_row = first_of_group(full)
+        duplicate = of_row != np.arange(len(full))
+        reasons = np.full(len(full), "", dtype=object)
+        reasons[duplicate] = [f"duplicate:of_row={i}" for i in of_row[duplicate].tolist()]
+        conflicts = conflicting_rows(inputs, ~duplicate) if target else np.empty(0, dtype=np.int64)
         if self.on_conflict == "drop":
-            for index in conflicts:
-                reasons[index] = "conflict:same_input_different_answer"
+            reasons[conflicts] = "conflict:same_input_different_answer"
         # Row indices are positions in the table this step saw, i.e. after earlier steps.
-        self.notes = {} if self.on_conflict == "keep" else {"conflicting_rows": len(conflicts), "rows": conflicts[:20]}
-        return mark(table, reasons)
+        rows = conflicts[:20].tolist()
+        self.notes = {} if self.on_conflict == "keep" else {"conflicting_rows": len(conflicts), "rows": rows}
+        return mark(table, _string_array(reasons))
 
-    @staticmethod
-    def _conflicts(input_answers: dict[int, set], input_rows: dict[int, list[int]]) -> list[int]:
-        return sorted(i for key, answers in input_answers.items() if len(answers) > 1 for i in input_rows[key])
+
+def _string_array(values: np.ndarray):
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string())

@@ -1,16 +1,18 @@
-"""Row filters: drop rows whose text is empty, or too short or too long."""
+"""Row filters: drop rows whose text is empty, or too short or too long (characters, words or tokens)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import MODIFIED, REASON, StepContext, map_step, present_fields
+from modelops.sanitize.step import StepContext, flags, map_step, present_fields, row_texts
+
+_UNITS = ("chars", "words", "tokens")
 
 
 @dataclass
 class DropEmpty:
-    """Drop rows where any required text field is empty or whitespace only."""
+    """Drop rows where any required text field is empty or whitespace only (chat: every message empty)."""
 
     name: str = "drop_empty"
 
@@ -19,7 +21,7 @@ class DropEmpty:
         fields = [f for f in present_fields(table.column_names, ctx) if f != "input"]
 
         def batch_fn(batch):
-            n = len(batch[fields[0]])
+            n = len(batch[fields[0]]) if fields else 0
             reasons = [""] * n
             for name in fields:
                 for i, value in enumerate(batch[name]):
@@ -30,19 +32,22 @@ class DropEmpty:
                             reasons[i] = "empty:messages"
                     elif value is None or not str(value).strip():
                         reasons[i] = f"empty:{name}"
-            return {**batch, REASON: reasons, MODIFIED: [False] * n}
+            return flags(n, reasons)
 
-        return map_step(table, ctx, batch_fn)
+        return map_step(table, ctx, batch_fn, parallel=False)
 
 
 @dataclass
 class LengthFilter:
-    """Drop rows whose joined text is shorter or longer than the bounds, in characters or words.
+    """Drop rows whose joined text is shorter or longer than the bounds.
+
+    Lengths are of all text fields joined (chat: every message's content), in characters,
+    whitespace-separated words, or tokens of the sanitizer's tokenizer (without special tokens).
 
     Args:
         min_length: smallest length kept (inclusive).
         max_length: largest length kept (inclusive); null for no limit.
-        unit: `chars` or `words`.
+        unit: `chars`, `words` or `tokens` (needs `DatasetSanitizer(tokenizer=...)`).
     """
 
     min_length: int = 0
@@ -55,23 +60,40 @@ class LengthFilter:
             raise ConfigError(f"length.min_length: must be >= 0, got {self.min_length}")
         if self.max_length is not None and self.max_length < max(self.min_length, 1):
             raise ConfigError(f"length.max_length: must be >= max(min_length, 1), got {self.max_length}")
-        if self.unit not in ("chars", "words"):
-            raise ConfigError(f"length.unit: {self.unit!r} is not one of ['chars', 'words']")
+        if self.unit not in _UNITS:
+            raise ConfigError(f"length.unit: {self.unit!r} is not one of {list(_UNITS)}")
+
+    def check(self, ctx: StepContext) -> None:
+        """A token length needs a tokenizer: fail before any data is read."""
+        if self.unit == "tokens" and ctx.tokenizer is None:
+            raise ConfigError(
+                "length.unit: 'tokens' needs a tokenizer: DatasetSanitizer(tokenizer=<tokenizer or model path>)"
+            )
+
+    def _lengths(self, texts: list[str], tokenizer) -> list[int]:
+        if self.unit == "chars":
+            return [len(t) for t in texts]
+        if self.unit == "words":
+            return [len(t.split()) for t in texts]
+        # One call per batch: fast tokenizers split the batch over their own threads.
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     def __call__(self, table, ctx: StepContext):
-        from modelops.sanitize.step import row_texts
-
-        def measure(text: str) -> int:
-            return len(text) if self.unit == "chars" else len(text.split())
+        self.check(ctx)
+        lo, hi, unit = self.min_length, self.max_length, self.unit
+        tokenizer = ctx.tokenizer if unit == "tokens" else None
 
         def batch_fn(batch):
-            lengths = [measure(t) for t in row_texts(batch, ctx)]
-            reasons = [
-                f"too_short:{n}<{self.min_length}{self.unit}" if n < self.min_length else
-                f"too_long:{n}>{self.max_length}{self.unit}" if self.max_length is not None and n > self.max_length else
-                ""
-                for n in lengths
-            ]  # fmt: skip
-            return {**batch, REASON: reasons, MODIFIED: [False] * len(lengths)}
+            lengths = self._lengths(row_texts(batch, ctx), tokenizer)
+            reasons = [_reason(n, lo, hi, unit) for n in lengths]
+            return flags(len(lengths), reasons)
 
-        return map_step(table, ctx, batch_fn)
+        return map_step(table, ctx, batch_fn, parallel=unit == "tokens")
+
+
+def _reason(n: int, lo: int, hi: int | None, unit: str) -> str:
+    if n < lo:
+        return f"too_short:{n}<{lo}{unit}"
+    if hi is not None and n > hi:
+        return f"too_long:{n}>{hi}{unit}"
+    return ""

@@ -21,13 +21,14 @@ import numpy as np
 import xxhash
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import StepContext, mark, row_texts
+from modelops.sanitize.step import StepContext, map_batches, mark, present_fields, row_texts
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 _EMPTY = np.uint64((1 << 64) - 1)  # signature of a text with no words: above every permuted value
 _GRAMS_PER_CHUNK = 1024  # shingles per broadcast block: keeps the (grams x num_perm) block in cache
 _PAIR_WINDOW = 64  # a band bucket pairs each member with at most this many following members
 _NON_WORD = re.compile(r"[^\w\s]|_")
+_KEYS = "__lsh_keys"
 
 
 # ----------------------------------------------------------------------------- n-gram hashing
@@ -269,6 +270,41 @@ def lsh_pairs(sig: np.ndarray, bands: int, rows: int, threshold: float | None = 
     return _unique_pairs(np.concatenate([exact, candidates]).astype(np.int64), max(n, 1))
 
 
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """Per row: the hash of its whole signature, then the hash of each of its `bands` bands.
+
+    These ``bands + 1`` values are all `lsh_pairs_from_keys` needs to find candidates, so a large
+    table keeps them (a few words per row) instead of its signatures (`num_perm` words per row).
+    """
+    columns = [_row_hash(sig)] + [_row_hash(sig[:, k * rows : (k + 1) * rows]) for k in range(bands)]
+    return np.stack(columns, axis=1) if len(sig) else np.empty((0, bands + 1), dtype=np.uint64)
+
+
+def lsh_pairs_from_keys(keys: np.ndarray, signatures_of, threshold: float | None = None) -> np.ndarray:
+    """`lsh_pairs` from `band_keys` output: the same pairs, without every signature in memory.
+
+    Args:
+        keys: `band_keys` of every row.
+        signatures_of: called with the sorted row indices that are in a candidate pair, returns
+            their signatures; only used when `threshold` is given.
+        threshold: when given, keep only pairs whose estimated Jaccard similarity reaches it.
+    """
+    n = len(keys)
+    _, first, inverse = np.unique(keys[:, 0], return_index=True, return_inverse=True)
+    twin = first[inverse.reshape(-1)]
+    copies = np.flatnonzero(twin != np.arange(n))
+    exact = np.stack([twin[copies], copies], axis=1)
+    reps = np.sort(first)
+    band_pairs = [_bucket_pairs(keys[reps, 1 + k]) for k in range(keys.shape[1] - 1)]
+    candidates = reps[np.concatenate(band_pairs)] if band_pairs else np.empty((0, 2), dtype=np.int64)
+    candidates = _unique_pairs(candidates, n) if len(candidates) else candidates
+    if threshold is not None and len(candidates):
+        needed = np.unique(candidates)
+        local = np.searchsorted(needed, candidates)
+        candidates = candidates[estimated_jaccard(signatures_of(needed), local) >= threshold]
+    return _unique_pairs(np.concatenate([exact, candidates]).astype(np.int64), max(n, 1))
+
+
 def union_find(n: int, pairs: np.ndarray) -> np.ndarray:
     """The root of each of `n` nodes joined by `pairs`: the smallest index of its connected component."""
     parent = np.arange(n)
@@ -356,6 +392,8 @@ class NearDedup:
         weights: (false positive, false negative) weights of the bands/rows choice, as datasketch.
         verify: confirm candidates by estimated Jaccard similarity >= threshold.
         seed: seed of the permutations.
+        same_label: on classification data, rows with different labels are never near-duplicates
+            of each other (a text with two labels is a conflict, which `exact_dedup` reports or drops).
     """
 
     ngram: int = 5
@@ -366,6 +404,7 @@ class NearDedup:
     weights: tuple[float, float] = (0.5, 0.5)
     verify: bool = True
     seed: int = 1
+    same_label: bool = True
     name: str = "near_dedup"
 
     def __post_init__(self) -> None:
@@ -375,12 +414,49 @@ class NearDedup:
         )
 
     def __call__(self, table, ctx: StepContext):
-        texts: list[str] = []
-        for batch in table.iter(batch_size=ctx.batch_size):
-            texts.extend(row_texts(batch, ctx))
-        sig = _signatures(texts, self.ngram, self.num_perm, self.seed, ctx.batch_size, ctx.num_proc)
-        pairs = lsh_pairs(sig, self._bands, self._rows, self.threshold if self.verify else None)
-        roots = union_find(len(texts), pairs)
-        reasons = ["" if root == i else f"near_duplicate:of_row={root}" for i, root in enumerate(roots.tolist())]
+        keys = self._row_keys(table, ctx)
+        a, b = _permutations(self.num_perm, self.seed)
+
+        def signatures_of(rows: np.ndarray) -> np.ndarray:
+            # Only rows in a candidate pair need their whole signature: recomputing a few beats holding all.
+            texts: list[str] = []
+            picked = table.select(rows.tolist())
+            for batch in picked.iter(batch_size=ctx.batch_size):
+                texts.extend(row_texts(batch, ctx))
+            return minhash_signatures(texts, self.ngram, a, b)
+
+        pairs = lsh_pairs_from_keys(keys, signatures_of, self.threshold if self.verify else None)
+        roots = union_find(len(keys), pairs)
+        duplicate = roots != np.arange(len(keys))
+        reasons = np.full(len(keys), "", dtype=object)
+        reasons[duplicate] = [f"near_duplicate:of_row={root}" for root in roots[duplicate].tolist()]
         self.notes = {"lsh_bands": self._bands, "lsh_rows": self._rows}
-        return mark(table, reasons)
+        return mark(table, _string_array(reasons))
+
+    def _row_keys(self, table, ctx: StepContext) -> np.ndarray:
+        """`band_keys` of every row, computed batch by batch (in `ctx.num_proc` workers)."""
+        if len(table) == 0:
+            return np.empty((0, self._bands + 1), dtype=np.uint64)
+        a, b = _permutations(self.num_perm, self.seed)
+        # Classification rows with different labels are a conflict (exact_dedup's business), not duplicates.
+        by_label = self.same_label and ctx.format == "classification" and "label" in table.column_names
+        ngram, bands, rows = self.ngram, self._bands, self._rows
+
+        def batch_fn(batch):
+            keys = band_keys(minhash_signatures(row_texts(batch, ctx), ngram, a, b), bands, rows)
+            if by_label:
+                keys ^= _fmix64(np.fromiter(map(_label_hash, batch["label"]), dtype=np.uint64))[:, None]
+            return {_KEYS: keys}
+
+        columns = [*present_fields(table.column_names, ctx), *(["label"] if by_label else [])]
+        return np.concatenate(map_batches(table, ctx, batch_fn, columns, parallel=True)[_KEYS])
+
+
+def _label_hash(label) -> int:
+    return xxhash.xxh3_64_intdigest(str(label).encode())
+
+
+def _string_array(values: np.ndarray):
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string())

@@ -1,4 +1,4 @@
-"""Normalise text: unicode form, control and zero-width characters, whitespace."""
+"""Normalise text: mojibake (optional, with ftfy), unicode form, control and zero-width characters, whitespace."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import MODIFIED, REASON, StepContext, map_step, map_texts
+from modelops.sanitize.step import StepContext, flags, map_step, map_texts
 
 # Cc/Cf characters other than tab and newline: bells, escapes, zero-width spaces, BOMs.
 _INVISIBLE = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b-\u200f\u2060-\u2064\ufeff]")
@@ -26,20 +26,31 @@ class Normalize:
         strip_control: remove control and zero-width characters (tab and newline are kept).
         collapse_whitespace: runs of spaces/tabs become one space; blank-line runs one newline.
         strip: trim leading and trailing whitespace.
+        fix_mojibake: repair text decoded with the wrong codec ("cafÃ©" -> "café") with `ftfy`
+            first; needs the `ftfy` package.
     """
 
     unicode_form: str | None = "NFKC"
     strip_control: bool = True
     collapse_whitespace: bool = True
     strip: bool = True
+    fix_mojibake: bool = False
     name: str = "normalize"
 
     def __post_init__(self) -> None:
         if self.unicode_form is not None and self.unicode_form not in _FORMS:
             raise ConfigError(f"normalize.unicode_form: {self.unicode_form!r} is not one of {list(_FORMS)} or null")
+        self._fix = _ftfy_fixer() if self.fix_mojibake else None
 
     def clean(self, text: str) -> str:
-        if self.unicode_form:
+        """The normalised form of one text."""
+        if text.isascii() and text.isprintable() and "  " not in text:
+            # No control character, tab, newline or double space, and ASCII is in every normal
+            # form and has no mojibake: only the ends can change. Most rows take this exit.
+            return text.strip() if self.strip else text
+        if self._fix is not None:
+            text = self._fix(text)
+        if self.unicode_form and not text.isascii():  # ASCII is in every normal form already
             text = unicodedata.normalize(self.unicode_form, text)
         if self.strip_control:
             text = _INVISIBLE.sub("", text)
@@ -49,7 +60,20 @@ class Normalize:
 
     def __call__(self, table, ctx: StepContext):
         def batch_fn(batch):
-            changed = map_texts(batch, ctx, self.clean)
-            return {**batch, REASON: [""] * len(changed), MODIFIED: changed}
+            columns, changed = map_texts(batch, ctx, self.clean)
+            return {**columns, **flags(len(changed), modified=changed)}
 
         return map_step(table, ctx, batch_fn)
+
+
+def _ftfy_fixer():
+    try:
+        import ftfy
+    except ImportError as exc:
+        raise ConfigError("normalize.fix_mojibake: needs the ftfy package (pip install ftfy)") from exc
+    # Only the encoding repair: the rest (unicode form, whitespace) is this step's own business.
+    config = ftfy.TextFixerConfig(
+        unescape_html=False, remove_terminal_escapes=False, fix_latin_ligatures=False,
+        fix_character_width=False, uncurl_quotes=False, fix_line_breaks=False, normalization=None,
+    )  # fmt: skip
+    return lambda text: ftfy.fix_text(text, config)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import MODIFIED, REASON, StepContext, map_step, map_texts, mark, row_texts
+from modelops.sanitize.step import StepContext, flags, map_step, map_texts, mark, row_texts
 
 #: Every PII type, in the order that breaks ties between overlapping matches of equal length.
 PII_TYPES: tuple[str, ...] = ("SECRET", "EMAIL", "IBAN", "IPV6", "CREDIT_CARD", "SSN", "IPV4", "PHONE")
@@ -104,6 +104,13 @@ _SECRET_PATTERNS = (
 )
 # OpenAI-style "sk-..." keys are random base62: a body without a digit is a word ("sk-learn-...").
 _OPENAI = re.compile(r"(?<![\w-])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}(?![\w-])")
+
+
+# Every detector above needs one of these (a digit, "@", ":" or a secret's fixed prefix): a text
+# without any cannot hold PII, and most prose is skipped with one search instead of a dozen.
+_MAYBE_PII = re.compile(
+    r"[\d@:]|AKIA|ASIA|gh[pousr]_|github_pat_|xox[abpr]-|AIza|[sr]k_(?:live|test)_|pk_live_|eyJ|-----BEGIN"
+)
 
 
 # --- validators --------------------------------------------------------------------------------
@@ -200,6 +207,8 @@ _DETECTORS: dict[str, tuple[tuple[re.Pattern, _Check], ...]] = {
 
 
 def _candidates(text: str) -> list[PiiMatch]:
+    if not _MAYBE_PII.search(text):
+        return []
     found = []
     for kind, detectors in _DETECTORS.items():
         for pattern, check in detectors:
@@ -313,8 +322,8 @@ class PiiScrub:
 
     def _replacer(self, ctx: StepContext):
         def batch_fn(batch):
-            changed = map_texts(batch, ctx, lambda text: scrub(text, self.types, self.placeholder)[0])
-            return {**batch, REASON: [""] * len(changed), MODIFIED: changed}
+            columns, changed = map_texts(batch, ctx, lambda text: scrub(text, self.types, self.placeholder)[0])
+            return {**columns, **flags(len(changed), modified=changed)}
 
         return batch_fn
 
@@ -324,6 +333,6 @@ class PiiScrub:
             for text in row_texts(batch, ctx):
                 kinds = sorted({m.type for m in find_pii(text, self.types)})
                 reasons.append(f"pii:{','.join(kinds)}" if kinds else "")
-            return {**batch, REASON: reasons, MODIFIED: [False] * len(reasons)}
+            return flags(len(reasons), reasons)
 
         return batch_fn

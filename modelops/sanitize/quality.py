@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import MODIFIED, REASON, StepContext, map_step, mark, row_texts
+from modelops.sanitize.step import StepContext, flags, map_step, mark, row_texts
 
 _PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\u00ab\u00bb\u201c\u201d\u2018\u2019\u2026\u2014\u2013"
 
@@ -94,7 +94,7 @@ class QualityFilter:
 
         def batch_fn(batch):
             reasons = [self.reason(text) for text in row_texts(batch, ctx)]
-            return {**batch, REASON: reasons, MODIFIED: [False] * len(reasons)}
+            return flags(len(reasons), reasons)
 
         return map_step(table, ctx, batch_fn)
 

@@ -4,10 +4,18 @@ A step is any callable ``step(table, ctx) -> table`` where ``table`` is a `datas
 holding only rows that earlier steps kept. It returns the same rows, in the same order, with
 two extra columns:
 
-- ``REASON`` (str): why the row is rejected (the empty string keeps it);
+- ``REASON`` (str): why the row is rejected (the empty string keeps it), ``kind:detail``;
 - ``MODIFIED`` (bool): whether the step changed the row's text.
 
-The step may rewrite text columns in place. It carries a ``name`` attribute for the report.
+The step may rewrite text columns in place. It carries a ``name`` attribute for the report and
+may carry:
+
+- ``formats``: the dataset formats it works on (absent or None: every format);
+- ``check(ctx)``: raise `ConfigError` ("<field>: why") when it cannot run in this context (a
+  token length without a tokenizer); called for every step before any data is touched;
+- ``notes``: a dict merged into the step's entry of the report after it ran;
+- ``uses_eval_texts``: true when it reads ``ctx.eval_texts`` (collected only then).
+
 The sanitizer counts, splits off the rejected rows and drops the two columns between steps.
 """
 
@@ -28,6 +36,7 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "instruction": ("instruction", "input", "output"),
     "chat": ("messages",),
 }
+FORMATS: tuple[str, ...] = tuple(TEXT_FIELDS)
 
 
 @dataclass
@@ -59,20 +68,31 @@ class Step(Protocol):
     def __call__(self, table: Any, ctx: StepContext) -> Any: ...
 
 
-def present_fields(columns: list[str], ctx: StepContext) -> list[str]:
-    """The format's text fields that this table actually has (optional ones may be absent)."""
+def present_fields(columns: Any, ctx: StepContext) -> list[str]:
+    """The format's text fields that this table (or batch) actually has (optional ones may be absent)."""
     return [name for name in ctx.text_fields if name in columns]
 
 
-def row_texts(batch: dict[str, list], ctx: StepContext) -> list[str]:
-    """One string per row: all its text fields (and every chat message) joined by newlines."""
-    fields = [name for name in ctx.text_fields if name in batch]
-    n = len(next(iter(batch.values()))) if batch else 0
+def _batch_len(batch: Any, fields: list[str]) -> int:
+    if fields:
+        return len(batch[fields[0]])
+    return len(next(iter(batch.values()))) if batch else 0
+
+
+def row_texts(batch: Any, ctx: StepContext) -> list[str]:
+    """One string per row: all its text fields (and every chat message) joined by newlines.
+
+    Only the text columns are read, so a lazily formatted batch converts nothing else.
+    """
+    fields = present_fields(batch, ctx)
+    if fields == ["text"]:
+        return [value or "" for value in batch["text"]]  # the common case, without the per-row join
+    columns = [batch[name] for name in fields]
     texts = []
-    for i in range(n):
+    for i in range(_batch_len(batch, fields)):
         parts = []
-        for name in fields:
-            value = batch[name][i]
+        for name, column in zip(fields, columns, strict=True):
+            value = column[i]
             if name == "messages":
                 parts.extend(m.get("content") or "" for m in value or [])
             elif value is not None:
@@ -81,13 +101,17 @@ def row_texts(batch: dict[str, list], ctx: StepContext) -> list[str]:
     return texts
 
 
-def map_texts(batch: dict[str, list], ctx: StepContext, fn: Callable[[str], str]) -> list[bool]:
-    """Apply `fn` to every text of every row in place; return which rows changed."""
-    fields = [name for name in ctx.text_fields if name in batch]
-    n = len(next(iter(batch.values()))) if batch else 0
-    changed = [False] * n
+def map_texts(batch: Any, ctx: StepContext, fn: Callable[[str], str]) -> tuple[dict[str, list], list[bool]]:
+    """Apply `fn` to every text of every row.
+
+    Returns:
+        The rewritten text columns (new lists; `batch` is not changed) and which rows changed.
+    """
+    fields = present_fields(batch, ctx)
+    changed = [False] * _batch_len(batch, fields)
+    out: dict[str, list] = {}
     for name in fields:
-        column = batch[name]
+        column = list(batch[name])
         for i, value in enumerate(column):
             if name == "messages":
                 new_messages = []
@@ -96,29 +120,126 @@ def map_texts(batch: dict[str, list], ctx: StepContext, fn: Callable[[str], str]
                     new = fn(content) if content else content
                     changed[i] |= new != content
                     new_messages.append({**message, "content": new})
-                column[i] = new_messages
+                column[i] = new_messages if value is not None else value
             elif value is not None:
                 new = fn(value)
                 changed[i] |= new != value
                 column[i] = new
-    return changed
+        out[name] = column
+    return out, changed
 
 
-def mark(table: Any, reasons: list[str], modified: list[bool] | None = None) -> Any:
+def mark(table: Any, reasons: Any, modified: Any = None) -> Any:
     """Attach the REASON and MODIFIED columns to a table whose text is already final."""
-    modified = modified if modified is not None else [False] * len(reasons)
-    return table.add_column(REASON, reasons).add_column(MODIFIED, modified)
+    import numpy as np
+
+    modified = modified if modified is not None else np.zeros(len(reasons), dtype=bool)
+    # A fingerprint of our own: by default `datasets` hashes the new column, i.e. pickles all of it.
+    table = table.add_column(REASON, reasons, new_fingerprint=new_fingerprint())
+    return table.add_column(MODIFIED, modified, new_fingerprint=new_fingerprint())
 
 
-def map_step(table: Any, ctx: StepContext, batch_fn: Callable[[dict[str, list]], dict[str, list]]) -> Any:
-    """Run a row-wise step as a batched `datasets.map`; `batch_fn` returns the batch plus REASON/MODIFIED."""
-    if len(table) == 0:
-        return mark(table, [])  # `map` never calls batch_fn on an empty table
-    return table.map(
-        batch_fn,
-        batched=True,
-        batch_size=ctx.batch_size,
-        num_proc=ctx.num_proc if ctx.num_proc > 1 and len(table) >= 2 * ctx.batch_size else None,
-        load_from_cache_file=False,
-        desc=None,
-    )
+def new_fingerprint() -> str:
+    """A fresh fingerprint for a table the sanitizer made (nothing here is cached by fingerprint)."""
+    from datasets.fingerprint import generate_random_fingerprint
+
+    return generate_random_fingerprint()
+
+
+def arrow_dataset(table: Any, features: Any) -> Any:
+    """A `datasets.Dataset` over a `pyarrow.Table`, without hashing its data for a fingerprint."""
+    import datasets
+
+    return datasets.Dataset(table, info=datasets.DatasetInfo(features=features), fingerprint=new_fingerprint())
+
+
+_WORK: Callable[[dict[str, list]], dict[str, Any]] | None = None  # what forked workers run (inherited)
+
+
+def _call_work(batch: dict[str, list]) -> dict[str, Any]:
+    return _WORK(batch)
+
+
+def map_batches(
+    table: Any, ctx: StepContext, fn: Callable[[dict[str, list]], dict[str, Any]], columns: list[str], parallel: bool
+) -> dict[str, list]:
+    """Call `fn` on every batch of `table` (only `columns`, as Python lists); return each output key's parts.
+
+    With `ctx.num_proc > 1` and `parallel`, batches go to forked worker processes, at most a few
+    per worker in flight, so the Python objects alive at any time stay a few batches' worth.
+    Workers inherit `fn` through the fork: closures need not pickle, only the batches do.
+
+    Returns:
+        Output key -> the values `fn` returned for it, one entry per batch, in order.
+    """
+    import multiprocessing
+    import threading
+
+    global _WORK
+    data = table.data.table if table._indices is None else table.flatten_indices().data.table
+    n, size = len(data), ctx.batch_size
+    procs = ctx.num_proc if parallel and ctx.num_proc > 1 and n >= 2 * size else 1
+    if procs > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        procs = 1  # spawn would have to pickle `fn`; stay in-process rather than fail
+    in_flight = threading.BoundedSemaphore(4 * procs)
+
+    def batches():
+        for start in range(0, n, size):
+            if procs > 1:
+                in_flight.acquire()
+            part = data.slice(start, size)
+            yield {name: part.column(name).to_pylist() for name in columns}
+
+    parts: dict[str, list] = {}
+    if procs == 1:
+        for out in map(fn, batches()):
+            for key, value in out.items():
+                parts.setdefault(key, []).append(value)
+        return parts
+    _WORK = fn
+    try:
+        with multiprocessing.get_context("fork").Pool(procs) as pool:
+            for out in pool.imap(_call_work, batches()):
+                in_flight.release()
+                for key, value in out.items():
+                    parts.setdefault(key, []).append(value)
+    finally:
+        _WORK = None
+    return parts
+
+
+def map_step(table: Any, ctx: StepContext, batch_fn: Callable[[Any], dict[str, list]], parallel: bool = True) -> Any:
+    """Run a row-wise step over batches of its text columns; return the table with REASON and MODIFIED.
+
+    `batch_fn` gets a batch of the format's text columns (Python lists) and returns REASON,
+    MODIFIED and only the columns it rewrites. The other columns are the input's Arrow columns,
+    reused as they are, so a filter step neither converts nor copies what it does not read.
+
+    Args:
+        parallel: use `ctx.num_proc` workers; pass False for work cheaper than shipping the
+            rows to a worker process (an emptiness or length check).
+    """
+    import datasets
+    import pyarrow as pa
+
+    if table._indices is not None:
+        table = table.flatten_indices()
+    fields = present_fields(table.column_names, ctx)
+    parts = map_batches(table, ctx, batch_fn, fields, parallel)
+    data = table.data.table
+    types = {name: data.schema.field(name).type for name in table.column_names}
+    types.update({REASON: pa.string(), MODIFIED: pa.bool_()})
+    names = [*table.column_names, REASON, MODIFIED]
+    columns = [
+        pa.chunked_array([pa.array(p, type=types[name]) for p in parts.get(name, [])], type=types[name])
+        if name in parts or name in (REASON, MODIFIED)
+        else data.column(name)
+        for name in names
+    ]
+    features = datasets.Features({**table.features, REASON: datasets.Value("string"), MODIFIED: datasets.Value("bool")})
+    return arrow_dataset(pa.table(columns, names=names), features)
+
+
+def flags(n: int, reasons: list[str] | None = None, modified: list[bool] | None = None) -> dict[str, list]:
+    """The REASON and MODIFIED columns of a batch of `n` rows (defaults: kept, unchanged)."""
+    return {REASON: reasons if reasons is not None else [""] * n, MODIFIED: modified or [False] * n}
