@@ -8,6 +8,7 @@ from typing import Any
 
 from modelops.config.build import instantiate
 from modelops.config.validate import validate
+from modelops.errors import DataError
 from modelops.io import write_json
 from modelops.train.record import JobRecord
 
@@ -89,6 +90,12 @@ def _sanitize(cfg, dataset, data_dir: Path):
         sanitizer.report.save(data_dir)
         write_json(data_dir / "lineage.json", {"loaded": dataset.lineage(), "sanitized": clean.lineage()})
         print(sanitizer.report.table())
+    emptied = [name for name in clean.split_names if len(clean[name]) == 0 and len(dataset[name]) > 0]
+    if emptied:
+        raise DataError(
+            f"after sanitizing, split(s) {emptied} have no rows left; the sanitizer report and the rejected rows "
+            f"with their reasons are in {data_dir}/sanitize_report.json and rejected.jsonl"
+        )
     return clean
 
 

@@ -30,7 +30,14 @@ def validate(cfg) -> None:
     """Raise `ConfigError` naming the key for the first problem found in the composed config."""
     from omegaconf import OmegaConf
 
-    data = OmegaConf.to_container(cfg, resolve=True)
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        raise ConfigError(f"{exc.full_key}: missing required value (???); set it, e.g. {exc.full_key}=...") from None
+    except InterpolationResolutionError as exc:
+        raise ConfigError(f"{exc.full_key}: {exc.msg}") from None
     _check_keys("", data, TOP_LEVEL)
     allowed = DEFAULT_ALLOWED + tuple(data.get("allowed_targets") or ())
     for stage in data.get("stages") or []:

@@ -1,0 +1,136 @@
+"""The bad-input corpus: each case run through the real CLI gets one clear message naming the cause
+and the place, a non-zero exit, no traceback, and leaves what was already written intact.
+
+Data cases use the files in tests/bad_input/ (and one generated 50 MB line); config and model cases
+are command-line overrides of the default recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BAD = Path(__file__).resolve().parent / "bad_input"
+FAST = ["stages=[sanitize]"]
+
+
+def _files(*pairs: str) -> list[str]:
+    """`dataset=files` overrides: "train=malformed_line.jsonl" -> dataset.train=<corpus path>."""
+    out = ["dataset=files"]
+    for pair in pairs:
+        split, name = pair.split("=", 1)
+        out.append(f"dataset.{split}={BAD / name}" if "/" not in name else f"dataset.{split}={name}")
+    return out
+
+
+# (case id, overrides, substrings the message must contain)
+CASES = [
+    # data files
+    ("malformed_json_line", _files("train=malformed_line.jsonl") + FAST, ["malformed_line.jsonl:3", "not valid JSON"]),
+    ("value_not_an_object", _files("train=not_an_object.jsonl") + FAST, ["not_an_object.jsonl:2", "JSON object"]),
+    ("missing_field", _files("train=missing_label.jsonl") + FAST, ["missing_label.jsonl:2", "'label'"]),
+    ("label_is_a_list", _files("train=label_is_list.jsonl") + FAST, ["label_is_list.jsonl:2", "'label'", "list"]),
+    ("text_is_a_number", _files("train=text_is_number.jsonl") + FAST, ["text_is_number.jsonl:1", "'text'"]),
+    ("messages_not_a_list", _files("train=messages_not_list.jsonl") + FAST, ["messages_not_list.jsonl:2", "messages"]),
+    ("role_outside_the_set", _files("train=bad_role.jsonl") + FAST, ["bad_role.jsonl:2", "wizard", "role"]),
+    ("empty_file", _files("train=empty.jsonl") + FAST, ["empty.jsonl", "empty"]),
+    ("file_does_not_exist", _files("train=/no/such/train.jsonl") + FAST, ["/no/such/train.jsonl", "not found"]),
+    ("undecodable_bytes", _files("train=undecodable.jsonl") + FAST, ["undecodable.jsonl:2", "UTF-8"]),
+    ("format_not_detectable", _files("train=undetectable.jsonl") + FAST, ["undetectable.jsonl", "sentence", "tried"]),
+    ("declared_format_lacks_field", _files("train=undetectable.jsonl") + ["dataset.format=classification", *FAST],
+     ["undetectable.jsonl:1", "'text'"]),
+    ("unknown_label_in_test_split", _files("train=train.jsonl", "test=test_unknown_label.jsonl") + FAST,
+     ["test_unknown_label.jsonl", "neutral", "label"]),
+    ("csv_short_row", _files("train=short_row.csv") + FAST, ["short_row.csv:3", "fields"]),
+    ("csv_missing_column", _files("train=missing_column.csv") + FAST, ["missing_column.csv", "sentence"]),
+    ("corrupt_parquet", _files("train=corrupt.parquet") + FAST, ["corrupt.parquet", "Parquet"]),
+    ("empty_after_sanitizing", _files("train=all_blank.jsonl") + FAST, ["no rows left", "rejected.jsonl"]),
+    # config
+    ("unknown_key_did_you_mean", ["+trainer.learnig_rate=0.1"], ["trainer.learnig_rate", "did you mean 'learning_rate'"]),
+    ("unknown_top_level_key", ["+trainr.epochs=1"], ["trainr", "did you mean 'trainer'"]),
+    ("wrong_type", ["trainer.epochs=three"], ["trainer.epochs", "int"]),
+    ("negative_learning_rate", ["trainer.learning_rate=-1e-4"], ["trainer.learning_rate", "> 0"]),
+    ("zero_epochs", ["trainer.epochs=0"], ["trainer.epochs", ">= 1"]),
+    ("batch_size_zero", ["trainer.batch_size=0"], ["trainer.batch_size", ">= 1"]),
+    ("lora_rank_zero", ["model.peft.r=0"], ["model.peft.r", ">= 1"]),
+    ("unknown_eval_metric", ["evaluator.metrics=[acuracy]"], ["evaluator.metrics", "acuracy", "accuracy"]),
+    ("missing_required_value", ["dataset=files"], ["dataset.train"]),
+    ("unknown_stage", ["stages=[sanitize,trian]"], ["stages", "trian", "did you mean 'train'"]),
+    ("target_outside_allowlist", ["trainer._target_=os.system"], ["trainer._target_", "os.system", "allowed"]),
+    ("unknown_group_option", ["model=no_such_model"], ["no_such_model", "minilm_cls"]),
+    ("unknown_recipe", ["+recipe=no_such_recipe"], ["no_such_recipe", "lora_small"]),
+    ("sanitizer_threshold_out_of_range", ["sanitizer=strict", "sanitizer.steps.4.threshold=1.5"], ["threshold"]),
+    ("unknown_sanitizer_step", ["sanitizer.steps=[{name: normalise}]"], ["normalise", "normalize"]),
+    # models
+    ("model_path_missing", ["model.name_or_path=/no/such/model", "stages=[train]"],
+     ["/no/such/model", "local directory"]),
+]  # fmt: skip
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env.pop("MODELOPS_DEBUG", None)
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "modelops", "+recipe=lora_small", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("overrides", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_clear_message(tmp_path, overrides, expected):
+    proc = _cli(overrides, tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    for text in expected:
+        assert text in proc.stderr, f"{text!r} not in: {proc.stderr[-1500:]}"
+
+
+@pytest.mark.slow
+def test_bom_is_accepted(tmp_path):
+    proc = _cli(_files("train=bom.jsonl") + FAST, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_50_mb_line_loads_and_strict_length_limits_reject_it(tmp_path):
+    big = tmp_path / "big.jsonl"
+    with big.open("w") as fh:
+        fh.write(json.dumps({"text": "word " * 10_000_000, "label": "pos"}) + "\n")
+        fh.write(json.dumps({"text": "a fine short review", "label": "neg"}) + "\n")
+    assert big.stat().st_size > 50_000_000
+    proc = _cli([*_files(f"train={big}"), "sanitizer=strict", *FAST], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = list((tmp_path / "outputs").glob("*/*"))
+    rejected = [json.loads(line) for line in (run_dir / "data" / "rejected.jsonl").open()]
+    assert [r["step"] for r in rejected] == ["length"] and "too_long" in rejected[0]["reason"]
+
+
+def _digest(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_failed_run_leaves_earlier_results_intact(tmp_path):
+    run_dir = tmp_path / "outputs" / "earlier"
+    (run_dir / "model").mkdir(parents=True)
+    (run_dir / "model" / "adapter_model.safetensors").write_bytes(b"weights of an earlier run")
+    (run_dir / "eval.json").write_text('{"fine_tuned": {"metrics": {"accuracy": 0.9}}}\n')
+    (run_dir / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    before = _digest(run_dir)
+    proc = _cli(["hydra.run.dir=outputs/earlier", "trainer.learning_rate=-1"], tmp_path)
+    assert proc.returncode == 2 and "trainer.learning_rate" in proc.stderr
+    after = _digest(run_dir)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert json.loads((run_dir / "job.json").read_text())["status"] == "failed"
