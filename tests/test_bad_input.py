@@ -44,7 +44,7 @@ CASES = [
     ("file_does_not_exist", _files("train=/no/such/train.jsonl") + FAST, ["/no/such/train.jsonl", "not found"]),
     ("undecodable_bytes", _files("train=undecodable.jsonl") + FAST, ["undecodable.jsonl:2", "UTF-8"]),
     ("format_not_detectable", _files("train=undetectable.jsonl") + FAST, ["undetectable.jsonl", "sentence", "tried"]),
-    ("declared_format_lacks_field", _files("train=undetectable.jsonl") + ["dataset.format=classification", *FAST],
+    ("declared_format_lacks_field", [*_files("train=undetectable.jsonl"), "dataset.format=classification", *FAST],
      ["undetectable.jsonl:1", "'text'"]),
     ("unknown_label_in_test_split", _files("train=train.jsonl", "test=test_unknown_label.jsonl") + FAST,
      ["test_unknown_label.jsonl", "neutral", "label"]),
@@ -53,7 +53,8 @@ CASES = [
     ("corrupt_parquet", _files("train=corrupt.parquet") + FAST, ["corrupt.parquet", "Parquet"]),
     ("empty_after_sanitizing", _files("train=all_blank.jsonl") + FAST, ["no rows left", "rejected.jsonl"]),
     # config
-    ("unknown_key_did_you_mean", ["+trainer.learnig_rate=0.1"], ["trainer.learnig_rate", "did you mean 'learning_rate'"]),
+    ("unknown_key_did_you_mean", ["+trainer.learnig_rate=0.1"],
+     ["trainer.learnig_rate", "did you mean 'learning_rate'"]),
     ("unknown_top_level_key", ["+trainr.epochs=1"], ["trainr", "did you mean 'trainer'"]),
     ("wrong_type", ["trainer.epochs=three"], ["trainer.epochs", "int"]),
     ("negative_learning_rate", ["trainer.learning_rate=-1e-4"], ["trainer.learning_rate", "> 0"]),

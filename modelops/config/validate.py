@@ -29,7 +29,6 @@ _SPECIAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 def validate(cfg) -> None:
     """Raise `ConfigError` naming the key for the first problem found in the composed config."""
     from omegaconf import OmegaConf
-
     from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
     try:
