@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_design_snippet_runs_as_written(jsonl_files):
     assert job.metrics["steps"] == 20
 
     # Dataset.save wrote what was sanitised, row for row.
-    saved = [json.loads(line) for line in open("clean_data.jsonl")]
+    saved = [json.loads(line) for line in Path("clean_data.jsonl").read_text().splitlines()]
     assert len(saved) == len(clean["train"]) < len(dataset["train"])
 
     # A second watcher attaches by run directory and sees the same job.
@@ -91,7 +92,7 @@ def test_bad_trainer_options_fail_at_once(jsonl_files):
 
     with pytest.raises(ConfigError, match="batch_sise"):
         FineTuningJob(model="minilm_cls", epochs=1, batch_sise=8)
-    with pytest.raises(ConfigError, match="trainer.epochs"):
+    with pytest.raises(ConfigError, match=r"trainer\.epochs"):
         FineTuningJob(model="minilm_cls", epochs=0)
 
 

@@ -113,7 +113,7 @@ def test_library_target_bad_argument_names_key():
 
 def test_target_outside_allowlist_fails_before_anything_runs():
     cfg = compose(["trainer._target_=os.system"])
-    with pytest.raises(ConfigError, match="trainer._target_.*not an allowed target"):
+    with pytest.raises(ConfigError, match=r"trainer\._target_.*not an allowed target"):
         validate(cfg)
 
 

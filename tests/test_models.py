@@ -74,7 +74,7 @@ def test_unknown_model_says_what_was_tried():
 
 
 def test_directory_without_a_model_is_refused(tmp_path):
-    with pytest.raises(ModelError, match="no config.json"):
+    with pytest.raises(ModelError, match=r"no config\.json"):
         resolve_name_or_path(str(tmp_path))
 
 

@@ -64,7 +64,7 @@ def test_adapter_loads_with_plain_peft_and_predicts_the_same(finished_run):
     from modelops.data.demo_sentiment import sentiment
     from modelops.evaluate import Evaluator
 
-    run_dir, results = finished_run
+    run_dir, _ = finished_run
     model = AutoPeftModelForSequenceClassification.from_pretrained(run_dir / "model").eval()
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
     predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
