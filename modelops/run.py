@@ -58,6 +58,8 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
     if "sanitize" in stages:
         dataset = _sanitize(cfg, dataset, data_dir)
     results: dict[str, Any] = {}
+    if "preview" in stages:
+        _preview(dataset, spec, trainer, data_dir)
     if "evaluate" in stages:
         base = evaluator.evaluate(spec.name_or_path, dataset)
         if is_main_process():
@@ -97,6 +99,17 @@ def _sanitize(cfg, dataset, data_dir: Path):
             f"with their reasons are in {data_dir}/sanitize_report.json and rejected.jsonl"
         )
     return clean
+
+
+def _preview(dataset, spec, trainer, data_dir: Path) -> None:
+    from modelops.io import atomic_path
+    from modelops.train.data import preview_text
+
+    text = preview_text(dataset, spec, trainer, max(trainer.preview_examples, 3))
+    if is_main_process():
+        with atomic_path(data_dir / "train_preview.txt") as tmp:
+            tmp.write_text(text + "\n")
+        print(text)
 
 
 def _metrics_only(results: dict[str, Any]) -> dict[str, Any]:

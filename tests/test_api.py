@@ -101,3 +101,15 @@ def test_attach_to_a_directory_that_is_not_a_run(tmp_path):
 
     with pytest.raises(JobError, match="not a run directory"):
         FineTuningJob.attach(tmp_path)
+
+
+def test_preview_shows_which_tokens_carry_loss():
+    from modelops import FineTuningJob
+    from modelops.data.demo_formats import chat_demo
+
+    job = FineTuningJob(model="tiny_llama", dataset=chat_demo(n=20), epochs=1)
+    text = job.preview(2)
+    assert text.count("--- example") == 2
+    # Only assistant answers (each ending in EOS) are inside the loss markers, never a user turn.
+    spans = [part.split("]]")[0] for part in text.split("[[")[1:]]
+    assert spans and all(span.endswith("</s>") and "<|user|>" not in span for span in spans)

@@ -86,3 +86,12 @@ def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path)
     for run_dir in runs:
         assert (run_dir / "data" / "sanitize_report.json").exists()
         assert json.loads((run_dir / "job.json").read_text())["status"] == "succeeded"
+
+
+def test_preview_stage_prints_examples_without_training(tmp_path):
+    proc = _cli(["+recipe=sft_tiny", "stages=[preview]"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "tokens carry loss" in proc.stdout and "[[" in proc.stdout
+    (run_dir,) = list((tmp_path / "outputs").glob("*/*"))
+    assert (run_dir / "data" / "train_preview.txt").exists()
+    assert not (run_dir / "model").exists()

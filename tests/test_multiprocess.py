@@ -16,7 +16,7 @@ from modelops.distributed import strip_local_rank
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "+recipe=lora_small", "dataset.n_train=256", "dataset.n_validation=8", "dataset.n_test=64",
-    "trainer.learning_rate=2e-3", "trainer.warmup_ratio=0.0", "trainer.log_every=1", "trainer.epochs=1",
+    "trainer.learning_rate=2e-3", "trainer.warmup_ratio=0.0", "trainer.log_every=1", "trainer.epochs=3",
 ]  # fmt: skip
 
 
@@ -83,7 +83,8 @@ def test_two_processes_share_one_run_dir_and_track_single_process_loss(tmp_path,
 
 
 def test_local_rank_arguments_are_taken_out_of_hydra_argv(monkeypatch):
-    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "")  # so that the test's own value is undone afterwards
+    monkeypatch.delenv("LOCAL_RANK")
     argv = ["modelops", "--local_rank=1", "+recipe=lora_small", "--local-rank", "1", "trainer.seed=3"]
     assert strip_local_rank(argv) == ["modelops", "+recipe=lora_small", "trainer.seed=3"]
     assert os.environ["LOCAL_RANK"] == "1"

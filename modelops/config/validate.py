@@ -20,7 +20,7 @@ from typing import Any
 from modelops.errors import ConfigError
 
 DEFAULT_ALLOWED = ("modelops.", "torch.", "transformers.", "peft.", "datasets.", "accelerate.")
-STAGES = ("sanitize", "train", "evaluate")
+STAGES = ("sanitize", "preview", "train", "evaluate")
 GROUPS = ("dataset", "sanitizer", "model", "trainer", "evaluator")
 TOP_LEVEL = (*GROUPS, "stages", "allowed_targets", "objective")
 _SPECIAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")

@@ -1,15 +1,17 @@
-"""Tokenising training data and batching it with as little padding as possible."""
+"""Tokenising classification data and batching rows with as little padding as possible."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from modelops.errors import DataError
 
 # Rows are sorted by length inside windows of this many batches, so batches stay random
 # across the epoch while each batch holds rows of similar length.
 _MEGABATCH = 50
+IGNORE_INDEX = -100
 
 
 def tokenize_classification(table, tokenizer, label2id: dict[str, int], max_length: int):
@@ -29,6 +31,8 @@ def tokenize_classification(table, tokenizer, label2id: dict[str, int], max_leng
 
 class LengthGroupedBatches:
     """Batches of indices: shuffled per epoch (seeded), length-sorted within megabatch windows.
+
+    The order is a pure function of `(seed, epoch)`, so a resumed run sees the same batches.
 
     Args:
         lengths: token count of each row.
@@ -67,17 +71,63 @@ class LengthGroupedBatches:
         yield from batches
 
 
-def classification_loader(
-    tokenized, tokenizer, batch_size: int, seed: int, group_by_length: bool, shuffle: bool = True
-):
-    """A DataLoader of padded classification batches (padding only to each batch's longest row)."""
+class CountingCollator:
+    """Wrap a collate function: add `num_tokens` (non-padding tokens) and `num_targets` (loss terms).
+
+    For causal LMs the label of the first token of every (packed) example is ignored: the token
+    before it belongs to another example, so there is nothing to predict it from. Counting here,
+    on the CPU, keeps the training step free of device syncs.
+    """
+
+    def __init__(self, collate: Callable[[list[dict[str, Any]]], dict[str, Any]], causal: bool):
+        self.collate = collate
+        self.causal = causal
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        num_tokens = sum(int(f["length"]) for f in features)
+        batch = dict(self.collate([{k: v for k, v in f.items() if k != "length"} for f in features]))
+        if self.causal:
+            labels = batch["labels"].clone()
+            if "position_ids" in batch:
+                labels[batch["position_ids"] == 0] = IGNORE_INDEX
+            batch["labels"] = labels
+            num_targets = int((labels[:, 1:] != IGNORE_INDEX).sum())
+        else:
+            num_targets = len(features)
+        batch["num_tokens"], batch["num_targets"] = num_tokens, num_targets
+        return batch
+
+
+def train_loader(tokenized, collate, batch_size: int, seed: int, strategy: str):
+    """A shuffled, seeded DataLoader over `tokenized` (which has a `length` column).
+
+    Args:
+        strategy: `pad`, `group_by_length` or `packing` (rows already packed: shuffled like `pad`).
+    """
+    import torch
     from torch.utils.data import DataLoader
+
+    sampler = LengthGroupedBatches(tokenized["length"], batch_size, seed, strategy == "group_by_length")
+    # A private generator: creating a loader iterator draws a seed from it, and drawing from the
+    # global one would shift the dropout RNG of a resumed run.
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(tokenized, batch_sampler=sampler, collate_fn=collate, generator=generator)
+
+
+def eval_batches(tokenized, batch_size: int) -> list[list[int]]:
+    """Index batches for evaluation: sorted by length (least padding), in a fixed order."""
+    order = sorted(range(len(tokenized)), key=tokenized["length"].__getitem__)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def classification_collator(tokenizer):
+    """Pads classification rows to the longest in the batch."""
     from transformers import DataCollatorWithPadding
 
-    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in tokenized.column_names]
-    data = tokenized.with_format(columns=columns)
-    collate = DataCollatorWithPadding(tokenizer)
-    if not shuffle:
-        return DataLoader(data, batch_size=batch_size, collate_fn=collate)
-    sampler = LengthGroupedBatches(tokenized["length"], batch_size, seed, group_by_length)
-    return DataLoader(data, batch_sampler=sampler, collate_fn=collate)
+    return CountingCollator(DataCollatorWithPadding(tokenizer), causal=False)
+
+
+def model_columns(tokenized) -> list[str]:
+    """The columns a collator needs (the rest, like raw text, stays out of the batches)."""
+    wanted = ("input_ids", "attention_mask", "token_type_ids", "labels", "position_ids", "length")
+    return [c for c in wanted if c in tokenized.column_names]

@@ -9,6 +9,12 @@ from modelops.errors import ConfigError
 
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("no", "fp16", "bf16")
+BATCHING = ("pad", "group_by_length", "packing")
+EVAL_MODES = ("auto", "min", "max")
+LOSS_ON = ("answer", "all")
+TOO_LONG = ("truncate", "reject")
+#: Metrics the loop can track during training, per task (`loss` is the validation loss per target token).
+EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity")}
 
 
 @dataclass
@@ -18,20 +24,42 @@ class TrainConfig:
     Args:
         epochs: passes over the training split.
         max_steps: stop after this many optimizer steps (overrides epochs when set).
-        batch_size: examples per device per forward pass.
-        gradient_accumulation_steps: forward passes per optimizer step.
+        batch_size: examples (packed rows with `batching=packing`) per device per forward pass.
+        gradient_accumulation_steps: forward passes per optimizer step. The loss is averaged over all
+            target tokens of the accumulated batches, so 1x8 and 8x1 give the same update.
         learning_rate: peak learning rate.
         weight_decay: AdamW weight decay (not applied to biases and norms).
         optimizer: a partial optimizer factory (`_target_: torch.optim.AdamW`, `_partial_: true`);
-            called with parameter groups and `lr`. Null means AdamW.
+            called with parameter groups and `lr`. Null means AdamW. AdamW runs fused on a GPU.
         scheduler: `linear`, `cosine` or `constant`, after warmup.
         warmup_ratio: share of steps spent warming up the learning rate from 0.
+        warmup_steps: warmup length in steps; overrides `warmup_ratio` when set.
         max_grad_norm: clip gradients to this norm (null: no clipping).
-        group_by_length: batch rows of similar length together to cut padding.
-        mixed_precision: `no`, `fp16` or `bf16` (CPU runs use `no`: bf16 is slow there).
+        batching: `pad` (shuffled batches padded to their longest row), `group_by_length` (rows of
+            similar length batched together) or `packing` (causal LMs: rows concatenated up to
+            `model.max_length`, each still attending only to itself).
+        mixed_precision: `no`, `fp16` or `bf16`; on a machine without a GPU it falls back to `no`
+            with a warning (bf16 matmuls are slow on CPUs).
         seed: seeds python, numpy, torch and the data order.
         log_every: log loss, learning rate and tokens/s every this many optimizer steps.
+        log_with: Accelerate trackers (`tensorboard`, `wandb`, `mlflow`, `trackio`, ... or a list);
+            `metrics.jsonl` is always written.
         eval_batch_size: batch size for evaluation.
+        eval_every: evaluate on the validation split every this many steps and at the end (null: never).
+        eval_metric: the metric early stopping and `keep_best` follow: `loss` (validation loss),
+            `accuracy`/`f1` (classifiers) or `perplexity` (causal LMs).
+        eval_mode: `min`, `max` or `auto` (min for loss and perplexity, max otherwise).
+        early_stopping_patience: stop after this many evaluations without improvement (null: never).
+        keep_best: the saved `model/` holds the weights of the best evaluation, not the last step.
+        checkpoint_every: write a resumable checkpoint every this many steps (null: only on SIGTERM/SIGINT).
+        keep_checkpoints: how many of the latest checkpoints to keep.
+        resume: `auto` (continue from the run directory's latest complete checkpoint, if any), null
+            (start fresh), or a checkpoint directory.
+        loss_on: causal LMs: `answer` (completions, outputs, assistant turns) or `all` tokens.
+        too_long: causal LMs: examples longer than `model.max_length` are `truncate`d or `reject`ed (an error).
+        cache_dir: where tokenised data is cached (default `$MODELOPS_CACHE/tokenized`).
+        merge_adapter: with a PEFT model, also save the merged full model in `model/merged/`.
+        preview_examples: how many training examples to show with their loss mask before training.
     """
 
     epochs: int = 3
@@ -43,28 +71,80 @@ class TrainConfig:
     optimizer: Any = None
     scheduler: str = "linear"
     warmup_ratio: float = 0.0
+    warmup_steps: int | None = None
     max_grad_norm: float | None = 1.0
-    group_by_length: bool = True
+    batching: str = "group_by_length"
     mixed_precision: str = "no"
     seed: int = 0
     log_every: int = 10
+    log_with: Any = None
     eval_batch_size: int = 64
+    eval_every: int | None = None
+    eval_metric: str = "loss"
+    eval_mode: str = "auto"
+    early_stopping_patience: int | None = None
+    keep_best: bool = False
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 2
+    resume: str | None = "auto"
+    loss_on: str = "answer"
+    too_long: str = "truncate"
+    cache_dir: str | None = None
+    merge_adapter: bool = False
+    preview_examples: int = 1
 
     def __post_init__(self) -> None:
-        checks = [
+        for key, ok, rule in self._checks():
+            if not ok:
+                raise ConfigError(f"trainer.{key}: {rule}, got {getattr(self, key)!r}")
+        if (self.early_stopping_patience or self.keep_best) and not self.eval_every:
+            key = "early_stopping_patience" if self.early_stopping_patience else "keep_best"
+            raise ConfigError(f"trainer.{key}: needs trainer.eval_every (evaluations to compare)")
+
+    def _checks(self) -> list[tuple[str, bool, str]]:
+        def positive_or_null(value: int | None) -> bool:
+            return value is None or value >= 1
+
+        return [
             ("epochs", self.epochs >= 1, "must be >= 1"),
-            ("max_steps", self.max_steps is None or self.max_steps >= 1, "must be >= 1 or null"),
+            ("max_steps", positive_or_null(self.max_steps), "must be >= 1 or null"),
             ("batch_size", self.batch_size >= 1, "must be >= 1"),
             ("gradient_accumulation_steps", self.gradient_accumulation_steps >= 1, "must be >= 1"),
             ("learning_rate", self.learning_rate > 0, "must be > 0"),
             ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
             ("scheduler", self.scheduler in SCHEDULES, f"must be one of {list(SCHEDULES)}"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
+            ("warmup_steps", self.warmup_steps is None or self.warmup_steps >= 0, "must be >= 0 or null"),
             ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "must be > 0 or null"),
+            ("batching", self.batching in BATCHING, f"must be one of {list(BATCHING)}"),
             ("mixed_precision", self.mixed_precision in PRECISIONS, f"must be one of {list(PRECISIONS)}"),
             ("log_every", self.log_every >= 1, "must be >= 1"),
             ("eval_batch_size", self.eval_batch_size >= 1, "must be >= 1"),
+            ("eval_every", positive_or_null(self.eval_every), "must be >= 1 or null"),
+            ("eval_metric", any(self.eval_metric in m for m in EVAL_METRICS.values()), _metric_rule()),
+            ("eval_mode", self.eval_mode in EVAL_MODES, f"must be one of {list(EVAL_MODES)}"),
+            ("early_stopping_patience", positive_or_null(self.early_stopping_patience), "must be >= 1 or null"),
+            ("checkpoint_every", positive_or_null(self.checkpoint_every), "must be >= 1 or null"),
+            ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
+            ("loss_on", self.loss_on in LOSS_ON, f"must be one of {list(LOSS_ON)}"),
+            ("too_long", self.too_long in TOO_LONG, f"must be one of {list(TOO_LONG)}"),
+            ("preview_examples", self.preview_examples >= 0, "must be >= 0"),
         ]
-        for key, ok, rule in checks:
-            if not ok:
-                raise ConfigError(f"trainer.{key}: {rule}, got {getattr(self, key)!r}")
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a larger `eval_metric` is an improvement."""
+        if self.eval_mode != "auto":
+            return self.eval_mode == "max"
+        return self.eval_metric not in ("loss", "perplexity")
+
+    @property
+    def trackers(self) -> list[str]:
+        """`log_with` as a list of tracker names."""
+        if not self.log_with:
+            return []
+        return [self.log_with] if isinstance(self.log_with, str) else list(self.log_with)
+
+
+def _metric_rule() -> str:
+    return "must be one of " + "; ".join(f"{task}: {list(names)}" for task, names in EVAL_METRICS.items())

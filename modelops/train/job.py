@@ -25,8 +25,12 @@ def _new_run_dir(root: str | Path = "outputs/jobs") -> Path:
     return Path(root) / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
 
 
-def _model_node(model: Any) -> dict[str, Any]:
-    """The config node for a model reference: a `conf/model` option's YAML, else a plain ModelSpec."""
+def _model_node(model: Any, dataset=None) -> dict[str, Any]:
+    """The config node for a model reference: a `conf/model` option's YAML, else a plain ModelSpec.
+
+    A plain reference (alias, path, hub id) gets its task from the data: a classifier for
+    classification rows, a causal LM for text, completion, instruction and chat rows.
+    """
     if isinstance(model, dict):
         return dict(model)
     from modelops.config.paths import conf_dir
@@ -36,7 +40,9 @@ def _model_node(model: Any) -> dict[str, Any]:
         from omegaconf import OmegaConf
 
         return OmegaConf.to_container(OmegaConf.load(option))
-    return {"_target_": "modelops.models.spec.ModelSpec", "name_or_path": str(model)}
+    fmt = getattr(dataset, "format", "classification")
+    task = "seq_cls" if fmt == "classification" else "causal_lm"
+    return {"_target_": "modelops.models.spec.ModelSpec", "name_or_path": str(model), "task": task}
 
 
 def _trainer_node(options: dict[str, Any]) -> dict[str, Any]:
@@ -52,8 +58,9 @@ class FineTuningJob:
     """A fine-tuning run in its own process, observable from anywhere through its run directory.
 
     Args:
-        model: a `conf/model` option name (`minilm_cls`), a packaged alias, a local directory, a hub
-            id, or a config node (dict with `_target_`).
+        model: a `conf/model` option name (`minilm_cls`, `tiny_llama`), a packaged alias, a local
+            directory, a hub id, or a config node (dict with `_target_`). The task (classifier or
+            causal LM) comes from the option, else from the dataset's format.
         dataset: a `modelops.Dataset` with a `train` split.
         epochs: passes over the training data.
         learning_rate: peak learning rate.
@@ -63,7 +70,7 @@ class FineTuningJob:
 
     def __init__(self, model: Any = "minilm_cls", dataset=None, epochs: int = 3, learning_rate: float = 5e-5,
                  output_dir: str | Path | None = None, **trainer_options: Any):  # fmt: skip
-        self.model_node = _model_node(model)
+        self.model_node = _model_node(model, dataset)
         self.trainer_node = _trainer_node({"epochs": epochs, "learning_rate": learning_rate, **trainer_options})
         self.dataset = dataset
         self.run_dir = Path(output_dir) if output_dir else _new_run_dir()
@@ -123,7 +130,8 @@ class FineTuningJob:
         return self
 
     def cancel(self) -> None:
-        """Ask the training process to stop (SIGTERM); its status becomes `cancelled`."""
+        """Ask the training process to stop (SIGTERM): it finishes its step, writes a checkpoint and
+        ends with status `cancelled`. Running the worker again on the run directory resumes it."""
         status = self.status
         if status in FINAL:
             raise JobError(f"job in {self.run_dir} already ended ({status}); nothing to cancel")
@@ -139,6 +147,17 @@ class FineTuningJob:
                 break
             time.sleep(poll)
         return self.status
+
+    def preview(self, n: int = 3) -> str:
+        """The first `n` training examples as tokenised for this job, with the tokens that carry loss marked."""
+        from modelops.config.build import instantiate
+        from modelops.train.data import preview_text
+
+        if self.dataset is None:
+            raise JobError("FineTuningJob.preview needs the job's dataset")
+        spec = instantiate(self.model_node, "model")
+        config = instantiate(self.trainer_node, "trainer")
+        return preview_text(self.dataset, spec, config, n)
 
     # -- observation --------------------------------------------------------------------------
 

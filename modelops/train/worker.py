@@ -2,7 +2,9 @@
 
 It reads the job's inputs from the run directory, validates them (status `validating`), trains
 (`running`) and records the outcome (`succeeded`, `failed` with the error, or `cancelled` on
-SIGTERM/SIGINT) in `job.json`.
+SIGTERM/SIGINT) in `job.json`. During training a signal first lets the loop finish its step and
+write a checkpoint; running the worker again on the same directory resumes from it
+(`trainer.resume: auto`, the default).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def main(run_dir: str) -> int:
         from modelops.train.loop import train
 
         result = train(spec, dataset, config, run_dir, record)
-    except _Cancelled as exc:
+    except (_Cancelled, KeyboardInterrupt) as exc:  # TrainingCancelled is a KeyboardInterrupt
         record.update(status="cancelled", error=f"cancelled by {exc}")
         return 1
     except ModelopsError as exc:

@@ -1,0 +1,152 @@
+"""Training data for each task: tokenised (and cached), batched, with the validation split beside it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelops.errors import ConfigError, DataError, JobError
+from modelops.models.spec import ModelSpec
+from modelops.train.batching import (
+    CountingCollator,
+    classification_collator,
+    model_columns,
+    tokenize_classification,
+    train_loader,
+)
+from modelops.train.config import TrainConfig
+
+CAUSAL_FORMATS = ("text", "completion", "instruction", "chat")
+
+
+@dataclass
+class TrainData:
+    """What the loop iterates: the train loader, and the validation rows with their collator."""
+
+    loader: Any
+    sampler: Any
+    validation: Any  # tokenised validation split, or None
+    eval_collate: Any
+    cache_hits: dict[str, bool]
+    preview: str
+
+
+def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
+    """Refuse a model task, data format and batching that do not go together, before any loading."""
+    if "train" not in dataset:
+        raise JobError(f"the dataset has no 'train' split (splits: {dataset.split_names})")
+    if len(dataset["train"]) == 0:
+        raise DataError("the train split is empty: nothing to train on")
+    if spec.task == "seq_cls" and dataset.format != "classification":
+        raise ConfigError(
+            f"model.task=seq_cls needs classification data, but the dataset's format is {dataset.format!r}; "
+            "use a causal LM (model.task=causal_lm, e.g. model=tiny_llama)"
+        )
+    if spec.task == "causal_lm" and dataset.format not in CAUSAL_FORMATS:
+        raise ConfigError(
+            f"model.task=causal_lm trains on {list(CAUSAL_FORMATS)} data, not {dataset.format!r}; "
+            "use a classifier (model.task=seq_cls, e.g. model=minilm_cls)"
+        )
+    if config.batching == "packing" and spec.task != "causal_lm":
+        raise ConfigError("trainer.batching=packing: only for causal LMs; use group_by_length for classifiers")
+    if config.eval_every and "validation" not in dataset:
+        raise ConfigError(f"trainer.eval_every: the dataset has no 'validation' split (splits: {dataset.split_names})")
+    from modelops.train.config import EVAL_METRICS
+
+    if config.eval_every and config.eval_metric not in EVAL_METRICS[spec.task]:
+        raise ConfigError(
+            f"trainer.eval_metric: {config.eval_metric!r} is not tracked for {spec.task}; "
+            f"use one of {list(EVAL_METRICS[spec.task])}"
+        )
+
+
+def setup_data(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainData:
+    """Tokenise (through the cache) and batch the train split; tokenise validation when evaluating."""
+    check_task(spec, dataset, config)
+    build = _classification if spec.task == "seq_cls" else _causal_lm
+    train, collate, hit, preview = build(dataset, "train", tokenizer, spec, config, config.batching == "packing")
+    hits = {"train": hit}
+    validation = eval_collate = None
+    if config.eval_every:
+        validation, eval_collate, hits["validation"], _ = build(dataset, "validation", tokenizer, spec, config, False)
+    loader = train_loader(train, collate, config.batch_size, config.seed, config.batching)
+    return TrainData(loader, loader.batch_sampler, validation, eval_collate, hits, preview)
+
+
+def _cache_dir(config: TrainConfig) -> Path:
+    if config.cache_dir:
+        return Path(config.cache_dir)
+    from modelops.models.tiny import cache_root
+
+    return cache_root() / "tokenized"
+
+
+def _cached(dataset, split: str, tokenizer, spec, config, packing: bool, build):
+    from modelops.train.cache import cached_dataset, tokenization_key
+
+    loss_on = config.loss_on if spec.task == "causal_lm" else None
+    key = tokenization_key(dataset.fingerprint(split), tokenizer, dataset.format, spec.max_length, loss_on, packing)
+    if spec.task == "seq_cls":
+        key = {**key, "labels": dataset.labels}  # the label ids are part of the rows
+    elif config.too_long != "truncate":
+        key = {**key, "too_long": config.too_long}
+    return cached_dataset(key, build, _cache_dir(config))
+
+
+def _classification(dataset, split, tokenizer, spec, config, packing):
+    def build():
+        return tokenize_classification(dataset[split], tokenizer, dataset.label2id, spec.max_length)
+
+    tokenized, hit = _cached(dataset, split, tokenizer, spec, config, packing, build)
+    return tokenized.select_columns(model_columns(tokenized)), classification_collator(tokenizer), hit, ""
+
+
+def _causal_lm(dataset, split, tokenizer, spec, config, packing):
+    from modelops.train.packing import causal_lm_collator, pack
+    from modelops.train.sft import tokenize_causal_lm
+
+    def build():
+        tokenized = tokenize_causal_lm(
+            dataset[split], dataset.format, tokenizer, spec.max_length, loss_on=config.loss_on, too_long=config.too_long
+        )
+        return pack(tokenized, spec.max_length) if packing else tokenized
+
+    tokenized, hit = _cached(dataset, split, tokenizer, spec, config, packing, build)
+    if len(tokenized) == 0:
+        raise DataError(f"split {split!r}: no example left after tokenisation (trainer.too_long={config.too_long!r})")
+    preview = ""
+    if config.preview_examples:
+        from modelops.train.preview import preview as render
+
+        preview = render(tokenized, tokenizer, config.preview_examples)
+    import torch
+
+    # The eager attention adds the mask to the scores: it needs an additive float mask, not a boolean one.
+    mask_dtype = getattr(torch, spec.dtype) if packing and spec.attn_implementation == "eager" else None
+    inner = causal_lm_collator(tokenizer.pad_token_id, packed=packing, mask_dtype=mask_dtype)
+    collate = CountingCollator(inner, causal=True)
+    return tokenized.select_columns(model_columns(tokenized)), collate, hit, preview
+
+
+def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> str:
+    """The first `n` training examples as the model will see them, with the tokens that carry loss marked.
+
+    Loads only the tokenizer (not the model); goes through the same tokenisation and cache as training.
+    """
+    from modelops.models.loading import load_tokenizer
+
+    check_task(spec, dataset, config)
+    tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
+    if spec.task == "causal_lm":
+        shown = dataclasses.replace(config, preview_examples=n)
+        return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing")[3]
+    tokenized = _classification(dataset, "train", tokenizer, spec, config, False)[0]
+    names = dataset.labels or []
+    rows = tokenized.select(range(min(n, len(tokenized))))
+    return "\n".join(
+        f"--- example {i}: label {names[row['labels']]!r} ({len(row['input_ids'])} tokens)\n"
+        f"{tokenizer.decode(row['input_ids'], skip_special_tokens=False)}"
+        for i, row in enumerate(rows)
+    )

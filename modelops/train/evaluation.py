@@ -1,0 +1,87 @@
+"""Validation during training: loss per target token (and class metrics for classifiers), best tracking."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from modelops.train.batching import eval_batches
+from modelops.train.config import TrainConfig
+
+_BATCH_KEYS = ("num_tokens", "num_targets", "labels")
+
+
+def loss_sum(model, batch: dict[str, Any], causal: bool):
+    """The summed cross-entropy of a batch over its target tokens (causal LM) or rows (classifier), and the logits.
+
+    Summing, then dividing by the target count of the whole accumulated step, makes the update
+    independent of how the step is split into micro-batches.
+    """
+    import torch.nn.functional as F
+
+    logits = model(**{k: v for k, v in batch.items() if k not in _BATCH_KEYS}).logits
+    labels = batch["labels"]
+    if causal:
+        shifted = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+        return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum"), logits
+    return F.cross_entropy(logits.float(), labels, reduction="sum"), logits
+
+
+def evaluate(accelerator, model, validation, collate, config: TrainConfig, causal: bool, num_labels: int):
+    """Validation metrics: `loss` (mean over target tokens/rows), `perplexity` or `accuracy`/`f1`.
+
+    Each process scores every `num_processes`-th batch and the sums are reduced, so every row
+    counts exactly once and the result does not depend on the batch size or process count.
+    """
+    import torch
+
+    batches = eval_batches(validation, config.eval_batch_size)
+    batches = batches[accelerator.process_index :: accelerator.num_processes]
+    total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+    predictions, references = [], []
+    model.eval()
+    with torch.inference_mode():
+        for index in batches:
+            batch = _to_device(collate(validation.__getitems__(index)), accelerator.device)
+            loss, logits = loss_sum(model, batch, causal)
+            total += torch.stack([loss.double(), torch.tensor(float(batch["num_targets"]), device=total.device)])
+            if not causal:
+                predictions.append(logits.argmax(-1).cpu())
+                references.append(batch["labels"].cpu())
+    model.train()
+    total = accelerator.reduce(total, "sum") if accelerator.num_processes > 1 else total
+    loss = float(total[0] / total[1].clamp(min=1))
+    metrics = {"loss": loss}
+    if causal:
+        metrics["perplexity"] = math.exp(min(loss, 700.0))
+    else:
+        metrics.update(_class_metrics(accelerator, predictions, references, num_labels))
+    return metrics
+
+
+def _class_metrics(accelerator, predictions, references, num_labels: int) -> dict[str, float]:
+    import torch
+
+    from modelops.evaluate.metrics import compute_classification
+
+    pred = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long)
+    ref = torch.cat(references) if references else torch.zeros(0, dtype=torch.long)
+    if accelerator.num_processes > 1:
+        pred = accelerator.gather_for_metrics(pred.to(accelerator.device), use_gather_object=True)
+        ref = accelerator.gather_for_metrics(ref.to(accelerator.device), use_gather_object=True)
+        pred, ref = torch.as_tensor(pred).cpu(), torch.as_tensor(ref).cpu()
+    values = compute_classification(["accuracy", "f1"], pred.numpy(), ref.numpy(), num_labels)
+    return {k: float(v) for k, v in values.items()}
+
+
+def _to_device(batch: dict[str, Any], device) -> dict[str, Any]:
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
+def improved(value: float, best: float | None, higher_is_better: bool) -> bool:
+    """Whether `value` beats `best` (a NaN never does)."""
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if higher_is_better else value < best
