@@ -16,10 +16,12 @@ def _task(cfg) -> float | None:
     run_dir = HydraConfig.get().runtime.output_dir
     try:
         results = run(cfg, run_dir)
-    except ModelopsError as exc:
+    except (ModelopsError, OSError) as exc:
         if os.environ.get("MODELOPS_DEBUG"):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        # An OSError here is the machine's (a full disk, a path that cannot be written): name the file.
+        where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+        print(f"error: {where}{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}", file=sys.stderr)
         sys.exit(2)
     if is_main_process():
         print(summary(results, run_dir))

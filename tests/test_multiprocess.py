@@ -88,3 +88,19 @@ def test_local_rank_arguments_are_taken_out_of_hydra_argv(monkeypatch):
     argv = ["modelops", "--local_rank=1", "+recipe=lora_small", "--local-rank", "1", "trainer.seed=3"]
     assert strip_local_rank(argv) == ["modelops", "+recipe=lora_small", "trainer.seed=3"]
     assert os.environ["LOCAL_RANK"] == "1"
+
+
+@pytest.mark.slow
+def test_fine_tuning_job_launches_several_processes_through_accelerate(tmp_path):
+    from modelops import FineTuningJob
+    from modelops.data.demo_formats import instruction_demo
+
+    job = FineTuningJob(model="tiny_llama", dataset=instruction_demo(n=80), epochs=1, batch_size=4,
+                        learning_rate=1e-3, output_dir=tmp_path / "run", num_processes=2, log_every=1)  # fmt: skip
+    job.start()
+    assert job.wait(timeout=600) == "succeeded", job.error + (tmp_path / "run" / "train.log").read_text()[-2000:]
+    started = next(e for e in job.events if e["message"] == "training started")
+    assert started["processes"] == 2
+    steps = [json.loads(line)["step"] for line in (job.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # one line per step: only the main process wrote
+    assert (job.run_dir / "model" / "model.safetensors").exists()

@@ -105,14 +105,23 @@ def save_checkpoint(accelerator, model, optimizer, scheduler, state: LoopState, 
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_file(trainable_state(accelerator.unwrap_model(model)), str(tmp / WEIGHTS_FILE))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        if accelerator.scaler is not None:
-            torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
-        write_json(tmp / STATE_FILE, asdict(state))
-    torch.save(_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
+    try:
+        if accelerator.is_main_process:
+            save_file(trainable_state(accelerator.unwrap_model(model)), str(tmp / WEIGHTS_FILE))
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            if accelerator.scaler is not None:
+                torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
+            write_json(tmp / STATE_FILE, asdict(state))
+        torch.save(_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
+    except Exception as exc:
+        # A failed write (a full disk, say) leaves nothing behind and frees what it took.
+        free = shutil.disk_usage(root).free
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise JobError(_write_failure(run_dir, state.step, exc, free)) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / COMPLETE).write_text(f"{state.step}\n")
@@ -121,6 +130,17 @@ def save_checkpoint(accelerator, model, optimizer, scheduler, state: LoopState, 
         prune(run_dir, keep)
     accelerator.wait_for_everyone()
     return final
+
+
+def _write_failure(run_dir: Path, step: int, exc: Exception, free: int) -> str:
+    # torch.save reports a full disk as an opaque "unexpected pos" error: say what happened.
+    full = getattr(exc, "errno", None) == 28 or free < 1 << 20
+    reason = "no space left on device" if full else (getattr(exc, "strerror", None) or str(exc))
+    kept = [p.name for p in complete_checkpoints(run_dir)]
+    return (
+        f"checkpoint step-{step} could not be written to {checkpoints_dir(run_dir)}: {reason} "
+        f"({free} bytes free); complete checkpoints kept intact: {kept or 'none'}"
+    )
 
 
 def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler) -> LoopState:

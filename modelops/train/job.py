@@ -65,15 +65,20 @@ class FineTuningJob:
         epochs: passes over the training data.
         learning_rate: peak learning rate.
         output_dir: the run directory (default `outputs/jobs/<time>_<random>`).
+        num_processes: training processes, started through `accelerate launch` (one per GPU; on a
+            machine without GPUs, CPU processes over gloo). `batch_size` is per process.
         **trainer_options: any other `TrainConfig` field (`batch_size`, `seed`, ...).
     """
 
     def __init__(self, model: Any = "minilm_cls", dataset=None, epochs: int = 3, learning_rate: float = 5e-5,
-                 output_dir: str | Path | None = None, **trainer_options: Any):  # fmt: skip
+                 output_dir: str | Path | None = None, num_processes: int = 1, **trainer_options: Any):  # fmt: skip
+        if num_processes < 1:
+            raise ConfigError(f"FineTuningJob: num_processes must be >= 1, got {num_processes}")
         self.model_node = _model_node(model, dataset)
         self.trainer_node = _trainer_node({"epochs": epochs, "learning_rate": learning_rate, **trainer_options})
         self.dataset = dataset
         self.run_dir = Path(output_dir) if output_dir else _new_run_dir()
+        self.num_processes = num_processes
         self._process: subprocess.Popen | None = None
 
     @classmethod
@@ -101,7 +106,7 @@ class FineTuningJob:
         spec = json.loads((run_dir / SPEC_FILE).read_text()) if (run_dir / SPEC_FILE).exists() else {}
         job = cls.__new__(cls)
         job.model_node, job.trainer_node = spec.get("model", {}), spec.get("trainer", {})
-        job.dataset, job.run_dir, job._process = None, run_dir, None
+        job.dataset, job.run_dir, job._process, job.num_processes = None, run_dir, None, 1
         return job
 
     # -- control ------------------------------------------------------------------------------
@@ -123,11 +128,19 @@ class FineTuningJob:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         log = open(self.run_dir / "train.log", "ab")  # noqa: SIM115 - the child process owns it from here
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "modelops.train.worker", str(self.run_dir)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
-        )  # fmt: skip
+            self._command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
         log.close()
         return self
+
+    def _command(self) -> list[str]:
+        worker = ["-m", "modelops.train.worker", str(self.run_dir)]
+        if self.num_processes == 1:
+            return [sys.executable, *worker]
+        # --multi_gpu starts num_processes processes; with no GPU they run on the CPU over gloo.
+        launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(self.num_processes),
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+        return [sys.executable, *launch, *worker]
 
     def cancel(self) -> None:
         """Ask the training process to stop (SIGTERM): it finishes its step, writes a checkpoint and
@@ -174,9 +187,11 @@ class FineTuningJob:
             time.sleep(0.1)
             status = self._read()["status"]
             if status not in FINAL:
-                JobRecord(self.run_dir / "job.json").update(
-                    status="failed", error=f"training process exited with code {self._process.returncode}"
-                )
+                error = f"training process exited with code {self._process.returncode} (see train.log)"
+                try:
+                    JobRecord(self.run_dir / "job.json").update(status="failed", error=error)
+                except OSError:  # the run directory cannot be written (a full disk): still report it
+                    self._crash = error
                 return "failed"
         return status
 
@@ -191,7 +206,7 @@ class FineTuningJob:
 
     @property
     def error(self) -> str | None:
-        return self._read().get("error")
+        return self._read().get("error") or getattr(self, "_crash", None)
 
     @property
     def metrics(self) -> dict[str, Any]:

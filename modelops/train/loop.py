@@ -231,7 +231,8 @@ class _Run:
         self._start_trackers()
         self.record.update(status="running", total_steps=self.total_steps)
         self.record.event("training started", total_steps=self.total_steps, from_step=state.step,
-                          trainable_parameters=_trainable(self.model))  # fmt: skip
+                          trainable_parameters=_trainable(self.model),
+                          processes=self.accelerator.num_processes)  # fmt: skip
         show = self.accelerator.is_main_process and sys.stderr.isatty()
         self.bar = tqdm(total=self.total_steps, initial=state.step, desc="train", disable=not show)
         self.model.train()

@@ -48,7 +48,8 @@ def main(run_dir: str) -> int:
     import datasets
 
     run_dir = Path(run_dir)
-    record = JobRecord(run_dir / "job.json")
+    # Under `accelerate launch` every rank runs this; only the first one writes job.json.
+    record = JobRecord(run_dir / "job.json", enabled=int(os.environ.get("RANK", "0")) == 0)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     datasets.disable_progress_bars()
