@@ -135,3 +135,36 @@ def test_a_failed_run_leaves_earlier_results_intact(tmp_path):
     after = _digest(run_dir)
     assert {k: v for k, v in after.items() if k in before} == before
     assert json.loads((run_dir / "job.json").read_text())["status"] == "failed"
+
+
+TINY_LM = ["model=tiny_llama", "dataset=text_demo", "dataset.n=40", "trainer.max_steps=2", "trainer.batch_size=4",
+           "evaluator=lm", "stages=[train]"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_tokenizer_without_a_pad_token_is_handled(tmp_path):
+    import shutil
+
+    from modelops.models.tiny import tiny_model_path
+
+    model_dir = tmp_path / "no-pad"
+    shutil.copytree(tiny_model_path("tiny-gpt2"), model_dir)
+    config_path = model_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("pad_token", None)
+    config_path.write_text(json.dumps(config))
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(model_dir).pad_token is None
+    proc = _cli([*TINY_LM, f"model.name_or_path={model_dir}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_sequence_longer_than_the_context_is_truncated_or_rejected(tmp_path):
+    truncated = _cli([*TINY_LM, "model.max_length=16"], tmp_path)
+    assert truncated.returncode == 0, truncated.stderr[-2000:]
+    assert "truncated" in truncated.stderr
+    rejected = _cli([*TINY_LM, "model.max_length=16", "trainer.too_long=reject"], tmp_path)
+    assert rejected.returncode == 2 and "Traceback" not in rejected.stderr
+    assert "row" in rejected.stderr and "max_length" in rejected.stderr

@@ -84,3 +84,22 @@ def test_conf_model_option_names_are_model_references():
     spec = model_spec("tiny_llama")
     assert spec.task == "causal_lm" and spec.name_or_path == "tiny-llama"
     assert model_spec("minilm_cls").peft is not None
+
+
+def test_pickled_weights_are_refused(tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from modelops.models.loading import load_model
+    from modelops.models.spec import ModelSpec
+
+    monkeypatch.setenv("MODELOPS_CACHE", str(tmp_path / "cache"))
+    source = tiny_model_path("tiny-gpt2")
+    pickled = tmp_path / "legacy"
+    shutil.copytree(source, pickled, ignore=shutil.ignore_patterns("*.safetensors"))
+    torch.save(AutoModelForCausalLM.from_pretrained(source).state_dict(), pickled / "pytorch_model.bin")
+    assert (pickled / "pytorch_model.bin").exists() and not (pickled / "model.safetensors").exists()
+    with pytest.raises(ModelError, match=r"only pickled weights .*safetensors only"):
+        load_model(ModelSpec(name_or_path=str(pickled), task="causal_lm"))

@@ -126,7 +126,7 @@ def _from_adapter(path: Path, name: str) -> LoadedModel:
     task = "seq_cls" if task_type == "SEQ_CLS" else "causal_lm"
     auto = peft.AutoPeftModelForSequenceClassification if task == "seq_cls" else peft.AutoPeftModelForCausalLM
     try:
-        model = auto.from_pretrained(str(path))
+        model = auto.from_pretrained(str(path), use_safetensors=True)
     except OSError as exc:
         raise ModelError(f"adapter {path}: cannot load it or its base model ({exc})") from None
     return LoadedModel(model.eval(), load_tokenizer(str(path)), task, name, _model_labels(model, task))

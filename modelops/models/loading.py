@@ -44,7 +44,10 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | Non
     if seed is not None:
         torch.manual_seed(seed)
     source = resolve_name_or_path(spec.name_or_path)
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, spec.dtype), "trust_remote_code": spec.trust_remote_code}
+    # Weights load from safetensors only: a pickled checkpoint could run code.
+    kwargs: dict[str, Any] = {
+        "dtype": getattr(torch, spec.dtype), "trust_remote_code": spec.trust_remote_code, "use_safetensors": True,
+    }  # fmt: skip
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
     if spec.task == "seq_cls" and labels:
@@ -54,6 +57,7 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | Non
             "label2id": {name: i for i, name in enumerate(labels)},
         }
     auto = getattr(transformers, _AUTO_CLASSES[spec.task])
+    _refuse_pickled_weights(spec.name_or_path, source)
     try:
         model = auto.from_pretrained(source, **kwargs)
     except OSError as exc:
@@ -65,6 +69,15 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | Non
 
         model = get_peft_model(model, spec.peft)
     return model
+
+
+def _refuse_pickled_weights(ref: str, source: str) -> None:
+    path = Path(source)
+    if path.is_dir() and not any(path.glob("*.safetensors")) and any(path.glob("*.bin")):
+        raise ModelError(
+            f"model {ref!r}: {path} has only pickled weights (*.bin); modelops loads safetensors only "
+            "(convert them with safetensors.torch.save_file on a machine you trust)"
+        )
 
 
 def load_trained(model_dir: str | Path):
@@ -88,5 +101,5 @@ def load_trained(model_dir: str | Path):
         model = PeftModel.from_pretrained(base, str(model_dir))
     else:
         auto = getattr(transformers, _AUTO_CLASSES[info["task"]])
-        model = auto.from_pretrained(str(model_dir))
+        model = auto.from_pretrained(str(model_dir), use_safetensors=True)
     return model.eval(), tokenizer
