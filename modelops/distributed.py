@@ -73,6 +73,10 @@ def prepare_argv(argv: list[str]) -> list[str]:
     """The command line Hydra should see in this process (unchanged for a single process)."""
     argv = strip_local_rank(argv)
     check_output_dirs(argv)
+    if rank() == 0:
+        from modelops.config.paths import check_outputs_writable
+
+        check_outputs_writable()
     if world_size() <= 1 or any(a in ("-m", "--multirun") for a in argv):
         return argv
     if not any(a.startswith("hydra.run.dir=") for a in argv):

@@ -210,3 +210,25 @@ def test_a_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(tmp_path, r
         assert _same(_weights(job.run_dir), expected)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.skipif(not shutil.which("mount") or os.geteuid() != 0 or not _can_mount(), reason="needs tmpfs mounts")
+def test_an_unwritable_output_directory_is_a_clear_error(tmp_path):
+    from modelops import FineTuningJob
+    from modelops.errors import JobError
+
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(outputs)], check=True)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+        proc = subprocess.run([sys.executable, "-m", "modelops", "+recipe=lora_small", "stages=[sanitize]"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 2
+        assert "Read-only file system" in proc.stderr and str(outputs) in proc.stderr
+        assert "Traceback" not in proc.stderr
+        job = FineTuningJob(model=MODEL, dataset=_dataset(), output_dir=outputs / "job", epochs=1)
+        with pytest.raises(JobError, match="cannot write the run directory"):
+            job.start()
+    finally:
+        subprocess.run(["umount", "-l", str(outputs)], check=False)

@@ -37,3 +37,18 @@ def check_inside_outputs(key: str, value: str, root: Path | None = None) -> Path
     if target != outputs and outputs not in target.parents:
         raise ConfigError(f"{key}: {value!r} is outside {outputs}; run directories stay under outputs/")
     return target
+
+
+def check_outputs_writable(root: Path | None = None) -> None:
+    """Fail with a clear error, before Hydra creates the run directory, when outputs/ cannot be written."""
+    import tempfile
+
+    from modelops.errors import ConfigError
+
+    outputs = (root or Path.cwd()) / "outputs"
+    try:
+        outputs.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outputs):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{outputs}: run directories cannot be written there ({exc.strerror})") from None

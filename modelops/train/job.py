@@ -117,12 +117,14 @@ class FineTuningJob:
             raise JobError(f"job in {self.run_dir} was already started")
         if self.dataset is None:
             raise JobError("FineTuningJob needs a dataset to start")
-        record = JobRecord(self.run_dir / "job.json")
-        record.update(status="queued")
-        self.dataset.save_to_disk(self.run_dir / "data" / "input")
         from modelops.io import write_json
 
-        write_json(self.run_dir / SPEC_FILE, {"model": self.model_node, "trainer": self.trainer_node})
+        try:
+            JobRecord(self.run_dir / "job.json").update(status="queued")
+            self.dataset.save_to_disk(self.run_dir / "data" / "input")
+            write_json(self.run_dir / SPEC_FILE, {"model": self.model_node, "trainer": self.trainer_node})
+        except OSError as exc:
+            raise JobError(f"{self.run_dir}: cannot write the run directory ({exc.strerror or exc})") from None
         # The child imports modelops from where this process did, installed or not.
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
