@@ -220,3 +220,21 @@ def test_step_on_empty_table():
 def test_bad_params_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         NearDedup(**kwargs)
+
+
+def test_sha1_mode_reproduces_datasketch_and_finds_its_pairs(corpus, reference):
+    from modelops.sanitize.near_dedup import _permutations, minhash_signatures
+
+    pairs, minhashes = reference
+    a, b = _permutations(NUM_PERM, 1, "sha1")
+    signatures = minhash_signatures(corpus[:300], NGRAM, a, b, "sha1")
+    assert all((m.hashvalues.astype(np.uint64) == s).all() for m, s in zip(minhashes[:300], signatures, strict=True))
+    options = {"ngram": NGRAM, "num_perm": NUM_PERM, "threshold": THRESHOLD, "hash_function": "sha1"}
+    # The criterion, on every pair datasketch's LSH finds: at least 95% (here: all of them).
+    assert recall(near_duplicate_clusters(corpus, verify=False, **options), pairs) >= 0.95
+    assert recall(near_duplicate_clusters(corpus, **options), verified(pairs, minhashes)) >= 0.95
+
+
+def test_unknown_hash_function_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"near_dedup\.hash_function"):
+        NearDedup(hash_function="md5")

@@ -11,6 +11,7 @@ union-find. The first row of each cluster is kept.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import multiprocessing
 import re
@@ -96,7 +97,17 @@ def ngram_hashes(tokens: Sequence[Sequence[bytes]], n: int) -> tuple[np.ndarray,
 # ----------------------------------------------------------------------------- MinHash signatures
 
 
-def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+HASH_FUNCTIONS = ("xxh3", "sha1")
+_MAX_HASH32 = np.uint64((1 << 32) - 1)
+
+
+def _permutations(num_perm: int, seed: int, hash_function: str = "xxh3") -> tuple[np.ndarray, np.ndarray]:
+    if hash_function == "sha1":
+        # datasketch's own draw for its default `affine32` scheme, so signatures match it value for value.
+        gen = np.random.RandomState(seed)
+        a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+        b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+        return a, b
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 1 << 63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     b = rng.integers(0, np.iinfo(np.uint64).max, size=num_perm, dtype=np.uint64, endpoint=True)
@@ -117,14 +128,54 @@ def _permute(h: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray, spare
     return np.minimum(out, spare, out=out)
 
 
-def minhash_signatures(texts: Sequence[str], ngram: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """MinHash signatures of `texts` (one row each, ``len(a)`` uint64 values) over word `ngram` shingles."""
-    hashes, row_of_gram, _ = ngram_hashes([word_tokens(t) for t in texts], ngram)
-    sig = np.full((len(texts), len(a)), _EMPTY, dtype=np.uint64)
+def _sha1_gram_hashes(tokens: Sequence[Sequence[bytes]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's `sha1_hash32` of each space-joined word n-gram (a short text: its whole word sequence)."""
+    grams = [[b" ".join(t[i : i + n]) for i in range(len(t) - n + 1)] if len(t) >= n else [b" ".join(t)] if t else []
+             for t in tokens]  # fmt: skip
+    unique = [sorted(set(g)) for g in grams]  # datasketch hashes a set of shingles
+    row_of_gram = np.repeat(np.arange(len(tokens)), [len(g) for g in unique])
+    flat = itertools.chain.from_iterable(unique)
+    hashes = np.fromiter((int.from_bytes(hashlib.sha1(g).digest()[:4], "little") for g in flat), dtype=np.uint64,
+                         count=len(row_of_gram))  # fmt: skip
+    return hashes, row_of_gram
+
+
+def _fmix32(x: np.ndarray) -> np.ndarray:
+    # MurmurHash3's 32-bit finaliser, as datasketch applies it before its affine32 permutations.
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x85EBCA6B)
+    x = x ^ (x >> np.uint32(13))
+    x = x * np.uint32(0xC2B2AE35)
+    return x ^ (x >> np.uint32(16))
+
+
+def _permute_datasketch(h: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray, spare: np.ndarray):
+    # Exactly datasketch's affine32 arithmetic: fmix32, then a * h + b on uint32 that wraps at 2**32.
+    mixed = _fmix32(h.astype(np.uint32))
+    out[:] = mixed[:, None] * a[None, :] + b[None, :]
+    return out
+
+
+def minhash_signatures(
+    texts: Sequence[str], ngram: int, a: np.ndarray, b: np.ndarray, hash_function: str = "xxh3"
+) -> np.ndarray:
+    """MinHash signatures of `texts` (one row each, ``len(a)`` uint64 values) over word `ngram` shingles.
+
+    `hash_function="sha1"` reproduces datasketch's `MinHash` (sha1_hash32, its permutations and
+    arithmetic) value for value, at the cost of a Python-level sha1 per shingle; `xxh3` is the fast default.
+    """
+    tokens = [word_tokens(t) for t in texts]
+    if hash_function == "sha1":
+        hashes, row_of_gram = _sha1_gram_hashes(tokens, ngram)
+        permute, empty = _permute_datasketch, _MAX_HASH32
+    else:
+        hashes, row_of_gram, _ = ngram_hashes(tokens, ngram)
+        permute, empty = _permute, _EMPTY
+    sig = np.full((len(texts), len(a)), empty, dtype=np.uint64)
     out, spare = np.empty((2, min(_GRAMS_PER_CHUNK, len(hashes)), len(a)), dtype=np.uint64)
     for lo in range(0, len(hashes), _GRAMS_PER_CHUNK):
         rows = row_of_gram[lo : lo + _GRAMS_PER_CHUNK]
-        block = _permute(hashes[lo : lo + _GRAMS_PER_CHUNK], a, b, out[: len(rows)], spare[: len(rows)])
+        block = permute(hashes[lo : lo + _GRAMS_PER_CHUNK], a, b, out[: len(rows)], spare[: len(rows)])
         # Rows are contiguous runs; a row cut by the chunk edge is min-combined with its other part.
         seg = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
         seg_rows = rows[seg]
@@ -132,10 +183,12 @@ def minhash_signatures(texts: Sequence[str], ngram: int, a: np.ndarray, b: np.nd
     return sig
 
 
-def _signatures(texts: Sequence[str], ngram: int, num_perm: int, seed: int, batch_size: int, num_proc: int):
-    a, b = _permutations(num_perm, seed)
+def _signatures(
+    texts: Sequence[str], ngram: int, num_perm: int, seed: int, batch_size: int, num_proc: int, hash_function: str
+):
+    a, b = _permutations(num_perm, seed, hash_function)
     batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
-    work = functools.partial(minhash_signatures, ngram=ngram, a=a, b=b)
+    work = functools.partial(minhash_signatures, ngram=ngram, a=a, b=b, hash_function=hash_function)
     if num_proc > 1 and len(texts) >= 2 * batch_size:
         with multiprocessing.get_context().Pool(num_proc) as pool:
             parts = pool.map(work, batches)
@@ -339,6 +392,7 @@ def near_duplicate_pairs(
     seed: int = 1,
     batch_size: int = 1000,
     num_proc: int = 1,
+    hash_function: str = "xxh3",
 ) -> np.ndarray:
     """Pairs of near-duplicate texts found by MinHash LSH; they link the texts into clusters.
 
@@ -354,13 +408,15 @@ def near_duplicate_pairs(
         seed: seed of the permutations.
         batch_size: texts per signature batch.
         num_proc: worker processes for the signatures.
+        hash_function: `xxh3` (fast) or `sha1` (datasketch's MinHash, value for value).
 
     Returns:
         int64 array ``(k, 2)`` of ``(i, j)``, ``i < j``. Exact copies are linked to their first
         occurrence only, so this is a set of edges, not every similar pair.
     """
     bands, rows = check_params("near_dedup", ngram, num_perm, threshold, bands, rows, weights)
-    sig = _signatures(list(texts), ngram, num_perm, seed, batch_size, num_proc)
+    _check_hash_function("near_dedup", hash_function)
+    sig = _signatures(list(texts), ngram, num_perm, seed, batch_size, num_proc, hash_function)
     return lsh_pairs(sig, bands, rows, threshold if verify else None)
 
 
@@ -394,6 +450,7 @@ class NearDedup:
         seed: seed of the permutations.
         same_label: on classification data, rows with different labels are never near-duplicates
             of each other (a text with two labels is a conflict, which `exact_dedup` reports or drops).
+        hash_function: `xxh3` (fast default) or `sha1`, which reproduces datasketch's MinHash exactly.
     """
 
     ngram: int = 5
@@ -405,9 +462,11 @@ class NearDedup:
     verify: bool = True
     seed: int = 1
     same_label: bool = True
+    hash_function: str = "xxh3"
     name: str = "near_dedup"
 
     def __post_init__(self) -> None:
+        _check_hash_function(self.name, self.hash_function)
         self.weights = tuple(self.weights)
         self._bands, self._rows = check_params(
             self.name, self.ngram, self.num_perm, self.threshold, self.bands, self.rows, self.weights
@@ -415,7 +474,7 @@ class NearDedup:
 
     def __call__(self, table, ctx: StepContext):
         keys = self._row_keys(table, ctx)
-        a, b = _permutations(self.num_perm, self.seed)
+        a, b = _permutations(self.num_perm, self.seed, self.hash_function)
 
         def signatures_of(rows: np.ndarray) -> np.ndarray:
             # Only rows in a candidate pair need their whole signature: recomputing a few beats holding all.
@@ -423,7 +482,7 @@ class NearDedup:
             picked = table.select(rows.tolist())
             for batch in picked.iter(batch_size=ctx.batch_size):
                 texts.extend(row_texts(batch, ctx))
-            return minhash_signatures(texts, self.ngram, a, b)
+            return minhash_signatures(texts, self.ngram, a, b, self.hash_function)
 
         pairs = lsh_pairs_from_keys(keys, signatures_of, self.threshold if self.verify else None)
         roots = union_find(len(keys), pairs)
@@ -437,19 +496,24 @@ class NearDedup:
         """`band_keys` of every row, computed batch by batch (in `ctx.num_proc` workers)."""
         if len(table) == 0:
             return np.empty((0, self._bands + 1), dtype=np.uint64)
-        a, b = _permutations(self.num_perm, self.seed)
+        a, b, hash_function = *_permutations(self.num_perm, self.seed, self.hash_function), self.hash_function
         # Classification rows with different labels are a conflict (exact_dedup's business), not duplicates.
         by_label = self.same_label and ctx.format == "classification" and "label" in table.column_names
         ngram, bands, rows = self.ngram, self._bands, self._rows
 
         def batch_fn(batch):
-            keys = band_keys(minhash_signatures(row_texts(batch, ctx), ngram, a, b), bands, rows)
+            keys = band_keys(minhash_signatures(row_texts(batch, ctx), ngram, a, b, hash_function), bands, rows)
             if by_label:
                 keys ^= _fmix64(np.fromiter(map(_label_hash, batch["label"]), dtype=np.uint64))[:, None]
             return {_KEYS: keys}
 
         columns = [*present_fields(table.column_names, ctx), *(["label"] if by_label else [])]
         return np.concatenate(map_batches(table, ctx, batch_fn, columns, parallel=True)[_KEYS])
+
+
+def _check_hash_function(step: str, value: str) -> None:
+    if value not in HASH_FUNCTIONS:
+        raise ConfigError(f"{step}.hash_function: {value!r} is not one of {list(HASH_FUNCTIONS)}")
 
 
 def _label_hash(label) -> int:
