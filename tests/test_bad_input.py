@@ -162,9 +162,10 @@ def test_a_tokenizer_without_a_pad_token_is_handled(tmp_path):
 
 @pytest.mark.slow
 def test_a_sequence_longer_than_the_context_is_truncated_or_rejected(tmp_path):
-    truncated = _cli([*TINY_LM, "model.max_length=16"], tmp_path)
+    fresh = f"trainer.cache_dir={tmp_path / 'cache'}"  # tokenise here: a cached result would not warn again
+    truncated = _cli([*TINY_LM, "model.max_length=16", fresh], tmp_path)
     assert truncated.returncode == 0, truncated.stderr[-2000:]
     assert "truncated" in truncated.stderr
-    rejected = _cli([*TINY_LM, "model.max_length=16", "trainer.too_long=reject"], tmp_path)
+    rejected = _cli([*TINY_LM, "model.max_length=16", "trainer.too_long=reject", fresh], tmp_path)
     assert rejected.returncode == 2 and "Traceback" not in rejected.stderr
     assert "row" in rejected.stderr and "max_length" in rejected.stderr
