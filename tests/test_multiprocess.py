@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,10 +41,12 @@ def _only_run_dir(cwd: Path) -> Path:
 @pytest.mark.parametrize(
     "launcher",
     [
-        ["torchrun", "--nproc_per_node", "2"],
+        # The launchers of this environment (`torchrun`, `accelerate launch`), whatever is on PATH.
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"],
         [
-            "accelerate",
-            "launch",
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
             "--multi_gpu",
             "--num_processes",
             "2",
@@ -60,8 +61,6 @@ def _only_run_dir(cwd: Path) -> Path:
     ids=["torchrun", "accelerate"],
 )
 def test_two_processes_share_one_run_dir_and_track_single_process_loss(tmp_path, launcher):
-    if shutil.which(launcher[0]) is None:
-        pytest.skip(f"{launcher[0]} not on PATH")
     single, double = tmp_path / "single", tmp_path / "double"
     single.mkdir()
     double.mkdir()
