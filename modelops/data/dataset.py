@@ -30,6 +30,7 @@ class Dataset:
         labels: for classification, the label names in id order; inferred when omitted (from the
             train split when there is one; int labels 0..k-1 are named "0".."k-1").
         load_report: split name -> `loaders.LoadReport`, as the loaders fill it.
+        origins: split name -> `loaders.Origin` (each row's file and line), as the loaders give it.
 
     Raises:
         DataError: no splits, an unknown format, or a label in some split that is not a label
@@ -42,6 +43,7 @@ class Dataset:
         format: str = "classification",
         labels: list[str] | None = None,
         load_report: Mapping[str, loaders.LoadReport] | None = None,
+        origins: Mapping[str, loaders.Origin] | None = None,
     ):
         if not splits:
             raise DataError("a Dataset needs at least one split")
@@ -50,6 +52,7 @@ class Dataset:
         self.format = format
         self.labels = [str(label) for label in labels] if labels is not None else self._infer_labels()
         self._reports = dict(load_report or {})
+        self._origins = {name: o for name, o in (origins or {}).items() if o is not None}
         for name in self._splits:
             self._check_labels(name)
 
@@ -214,11 +217,15 @@ class Dataset:
         fmt = next(iter(loaded.values())).format
         splits = {name: loaders.to_hf(item.table) for name, item in loaded.items()}
         reports = {name: item.report for name, item in loaded.items()}
+        origins = {name: item.origin for name, item in loaded.items()}
         if labels is None:
             labels = _infer_labels(splits, fmt)
         if on_error == "skip" and labels is not None:
-            splits = {name: _drop_unknown_labels(part, labels, reports[name]) for name, part in splits.items()}
-        return cls(splits, format=fmt, labels=labels, load_report=reports)
+            for name, part in splits.items():
+                splits[name], kept = _drop_unknown_labels(part, labels, reports[name])
+                if kept is not None and origins[name] is not None:
+                    origins[name] = origins[name].take(kept)
+        return cls(splits, format=fmt, labels=labels, load_report=reports, origins=origins)
 
     @classmethod
     def load_from_disk(cls, path: str | os.PathLike) -> Dataset:
@@ -256,9 +263,32 @@ class Dataset:
         parts = ", ".join(f"{name}={len(part)}" for name, part in self._splits.items())
         return f"Dataset(format={self.format!r}, {parts})"
 
-    def replace(self, **splits: Any) -> Dataset:
-        """A new Dataset with some splits replaced; format, labels and load report carried over."""
-        return Dataset({**self._splits, **splits}, format=self.format, labels=self.labels, load_report=self._reports)
+    def replace(self, *, kept_rows: Mapping[str, Any] | None = None, **splits: Any) -> Dataset:
+        """A new Dataset with some splits replaced; format, labels and load report carried over.
+
+        Args:
+            kept_rows: for a replaced split whose rows are some of the old split's rows (cleaned,
+                filtered), the old index of each new row, so `locate` still names their source lines.
+            **splits: split name -> its new `datasets.Dataset`.
+        """
+        origins = {name: o for name, o in self._origins.items() if name not in splits}
+        for name, rows in (kept_rows or {}).items():
+            if name in self._origins:
+                origins[name] = self._origins[name].take(rows)
+        merged = {**self._splits, **splits}
+        return Dataset(merged, format=self.format, labels=self.labels, load_report=self._reports, origins=origins)
+
+    def locate(self, split: str, rows: Iterable[int]) -> list[str]:
+        """Where rows of `split` came from: ``file:line`` (``source: row N`` for sources without lines).
+
+        Rows keep their source line through splitting and sanitizing; a split built in memory
+        is named by the row's 1-based position in it.
+        """
+        rows = list(rows)
+        origin = self._origins.get(split)
+        if origin is None:
+            return [f"split {split!r}, row {row + 1}" for row in rows]
+        return origin.locate(rows)
 
     def eval_split(self) -> str:
         """The split to evaluate on: `test`, else `validation`, else the only split."""
@@ -319,7 +349,12 @@ class Dataset:
         parts = {name: loaders.to_hf(table.take(index)) for name, index in indices.items()}
         report = self._reports.get(source)
         reports = {**self._reports, **{name: report for name in wanted if report}}
-        return Dataset({**self._splits, **parts}, format=self.format, labels=self.labels, load_report=reports)
+        origins = dict(self._origins)
+        if source in self._origins:
+            origins.update({name: self._origins[source].take(index) for name, index in indices.items()})
+        return Dataset(
+            {**self._splits, **parts}, format=self.format, labels=self.labels, load_report=reports, origins=origins
+        )
 
     # -- labels -------------------------------------------------------------------------------
 
@@ -446,19 +481,24 @@ def _unknown_label_mask(part: Any, labels: list[str]) -> Any:
     return pc.invert(pc.fill_null(known, False)).to_numpy(zero_copy_only=False)
 
 
-def _drop_unknown_labels(part: Any, labels: list[str], report: loaders.LoadReport) -> Any:
-    """`part` without rows whose label is unknown, each counted in `report` as `unknown_label`."""
+def _drop_unknown_labels(part: Any, labels: list[str], report: loaders.LoadReport) -> tuple[Any, Any]:
+    """`part` without rows whose label is unknown, each counted in `report` as `unknown_label`.
+
+    Returns the new part and the indices of the rows it kept (None when it kept them all).
+    """
     import numpy as np
 
     if "label" not in part.column_names:
-        return part
+        return part, None
     mask = _unknown_label_mask(part, labels)
     for row in np.flatnonzero(mask)[: loaders.MAX_EXAMPLES]:
         report.examples.append(
             f"{report.source}: row {row + 1}, field 'label': {part[int(row)]['label']!r} not in train"
         )
-    if mask.any():
-        report.skipped["unknown_label"] = report.skipped.get("unknown_label", 0) + int(mask.sum())
-        part = part.select(np.flatnonzero(~mask))
-        report.rows = len(part)
-    return part
+    if not mask.any():
+        return part, None
+    report.skipped["unknown_label"] = report.skipped.get("unknown_label", 0) + int(mask.sum())
+    kept = np.flatnonzero(~mask)
+    part = part.select(kept)
+    report.rows = len(part)
+    return part, kept

@@ -11,6 +11,7 @@ so it names the first bad line (``on_error="raise"``) or counts and drops the ba
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -73,12 +74,51 @@ class LoadReport:
 
 
 @dataclass
+class Origin:
+    """Where each row of a table came from, so a later error can name its file and line.
+
+    Attributes:
+        source: the file (or description) the rows came from.
+        reread: re-reads the source as ``(where, row)`` pairs (``where`` is ``file:line``), or None
+            when the source cannot be read again (then a row is named by its 1-based position).
+        positions: per row, its index among the source's rows (numpy int64); None means row i is
+            the source's row i.
+    """
+
+    source: str
+    reread: Callable[[], Iterable[tuple[str, Any]]] | None = None
+    positions: Any = None
+
+    def take(self, indices: Any) -> Origin:
+        """The origin of the rows at `indices` (a subset or reordering of these rows)."""
+        import numpy as np
+
+        indices = np.asarray(indices, dtype=np.int64)
+        return Origin(self.source, self.reread, indices if self.positions is None else self.positions[indices])
+
+    def locate(self, rows: Iterable[int]) -> list[str]:
+        """``file:line`` (or ``source: row N``) of each row, reading the source at most once."""
+        wanted = [int(row if self.positions is None else self.positions[row]) for row in rows]
+        if self.reread is None:
+            return [f"{self.source}: row {p + 1}" for p in wanted]
+        found: dict[int, str] = {}
+        targets = set(wanted)
+        for position, (where, _) in enumerate(self.reread()):
+            if position in targets:
+                found[position] = where
+                if len(found) == len(targets):
+                    break
+        return [found.get(p, f"{self.source}: row {p + 1}") for p in wanted]
+
+
+@dataclass
 class Loaded:
     """One source read into a canonical Arrow table."""
 
     table: Any
     format: str
     report: LoadReport
+    origin: Origin | None = None
 
 
 # -- public readers ---------------------------------------------------------------------------
@@ -112,12 +152,13 @@ def load_file(
         raise DataError(f"{path}: unknown file type {path.suffix!r}; use one of {sorted(SUFFIX_KINDS)}")
     options = {"format": format, "columns": columns, "on_error": on_error}
     if kind == "jsonl":
-        return _load(str(path), lambda: _jsonl_fast(path), lambda: _jsonl_rows(path), **options)
+        return _load(str(path), lambda: _jsonl_fast(path), lambda: _jsonl_rows(path), reread=True, **options)
     if kind == "json":
         return _load(str(path), None, lambda: _json_rows(path), **options)
     if kind == "csv":
         sep = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
-        return _load(str(path), lambda: _csv_fast(path, sep), lambda: _csv_rows(path, sep), post=_infer_ints, **options)
+        rows = functools.partial(_csv_rows, path, sep)
+        return _load(str(path), lambda: _csv_fast(path, sep), rows, post=_infer_ints, reread=True, **options)
     if kind == "parquet":
         return load_table(_parquet(path), source=str(path), **options)
     raise DataError(f"{path}: unknown file kind {kind!r}; use one of {sorted(set(SUFFIX_KINDS.values()))}")
@@ -191,6 +232,7 @@ def _load(
     columns: Mapping[str, str] | None,
     on_error: str,
     post: Callable[[Any], Any] | None = None,
+    reread: bool = False,
 ) -> Loaded:
     import pyarrow as pa
 
@@ -213,13 +255,14 @@ def _load(
         if formats.table_problem(table, fmt) is None:
             table = formats.canonical_table(table, fmt)
             table = post(table) if post else table
-            return Loaded(table, fmt, LoadReport(source, rows=table.num_rows))
+            return Loaded(table, fmt, LoadReport(source, rows=table.num_rows), Origin(source, rows if reread else None))
     builder = _Builder(source, format, mapping, on_error)
     for where, item in rows():
         builder.add(where, item)
     loaded = builder.finish()
     if post:
         loaded.table = post(loaded.table)
+    loaded.origin = Origin(source, rows if reread else None, builder.positions())
     return loaded
 
 
@@ -233,6 +276,13 @@ class _Builder:
         self._tables: list[Any] = []
         self._label_type: list = []
         self._mapping_checked = False
+        self._seen = 0  # rows read so far, good or bad
+        self._kept: list[int] = []  # the position among the source's rows of each good row
+
+    def positions(self) -> Any:
+        import numpy as np
+
+        return np.asarray(self._kept, dtype=np.int64)
 
     def add(self, where: str, item: Any) -> None:
         self._pending.append((where, item))
@@ -259,16 +309,18 @@ class _Builder:
         pending, self._pending = self._pending, []
         self._start([row for _, row in pending if isinstance(row, dict)])
         good, first = [], None
-        for where, row in pending:
+        for position, (where, row) in enumerate(pending, start=self._seen):
             try:
                 if isinstance(row, RowProblem):
                     raise row
                 if self.fmt is None:  # nothing detectable yet: only non-objects so far
                     raise RowProblem("not_object", f"expected a JSON object, got {formats._type_name(row)}")
                 good.append(formats.check_row(_rename(row, self.mapping), self.fmt, self._label_type))
+                self._kept.append(position)
                 first = first or where
             except RowProblem as problem:
                 self._problem(where, problem)
+        self._seen += len(pending)
         if good:
             self._tables.append(_rows_to_table(good, self.source, first))
 

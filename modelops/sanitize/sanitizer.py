@@ -149,7 +149,7 @@ class DatasetSanitizer:
         steps = self.active_steps(dataset.format)
         self.report = SanitizeReport()
         eval_texts = self._eval_texts(dataset)
-        cleaned = {}
+        cleaned, kept_rows = {}, {}
         for name in dataset.split_names:
             if self.splits is not None and name not in self.splits:
                 continue
@@ -161,8 +161,8 @@ class DatasetSanitizer:
                 eval_texts=eval_texts if name not in _EVAL_SPLITS else [],
                 tokenizer=self.tokenizer,
             )
-            cleaned[name] = self._sanitize_split(name, dataset[name], ctx, steps)
-        return dataset.replace(**cleaned)
+            cleaned[name], kept_rows[name] = self._sanitize_split(name, dataset[name], ctx, steps)
+        return dataset.replace(kept_rows=kept_rows, **cleaned)
 
     def active_steps(self, format: str) -> list:
         """The steps that run on `format` data: all but those whose entry is `only_for` other formats."""
@@ -202,14 +202,19 @@ class DatasetSanitizer:
         return texts
 
     def _sanitize_split(self, split: str, table, ctx: StepContext, steps: list):
+        """The cleaned split, and the input index of each row it kept (so rows keep their source line)."""
+        import numpy as np
+
         summary = {"rows_in": len(table), "steps": []}
+        rows = np.arange(len(table))
         for step in steps:
             started = time.perf_counter()
-            table, entry = self._run_step(split, step, table, ctx)
+            table, entry, kept = self._run_step(split, step, table, ctx)
+            rows = rows if kept is None else rows[kept]
             summary["steps"].append({**entry, "seconds": round(time.perf_counter() - started, 3)})
         summary["rows_out"] = len(table)
         self.report.splits[split] = summary
-        return table
+        return table, rows
 
     def _run_step(self, split: str, step, table, ctx: StepContext):
         import numpy as np
@@ -226,10 +231,12 @@ class DatasetSanitizer:
         dropped = _take(marked.select_columns([*data_columns, REASON]), rejected)
         self.report.rejected.add(split, name, dropped)
         kept = marked.select_columns(data_columns)
+        kept_rows = None
         if len(rejected):
             keep = np.ones(len(marked), dtype=bool)
             keep[rejected] = False
-            kept = _take(kept, np.flatnonzero(keep))
+            kept_rows = np.flatnonzero(keep)
+            kept = _take(kept, kept_rows)
         entry = {
             "step": name,
             "rows_in": len(marked),
@@ -239,7 +246,7 @@ class DatasetSanitizer:
             "examples": [{"reason": r["reason"], "row": r["row"]} for r in _examples(dropped)],
             **getattr(step, "notes", {}),
         }
-        return kept, entry
+        return kept, entry, kept_rows
 
 
 def _take(table, indices):
