@@ -10,6 +10,7 @@ from modelops.models.tiny import byte_tokenizer
 from modelops.train.packing import causal_lm_collator
 from modelops.train.preview import preview
 from modelops.train.sft import tokenize_causal_lm
+from modelops.train.truncation import CUT, END_CUT, PROMPT_CUT, ROW, WHOLE
 
 EOS = "</s>"
 
@@ -72,7 +73,8 @@ def _tokenizer(with_template: bool):
 def test_trainable_tokens_are_exactly_the_answers_plus_eos(fmt, with_template):
     tokenizer = _tokenizer(with_template)
     out = tokenize_causal_lm(datasets.Dataset.from_list(ROWS[fmt]), fmt, tokenizer, max_length=256)
-    assert out.column_names == ["input_ids", "labels", "length"]
+    assert out.column_names == ["input_ids", "labels", "length", ROW, CUT]
+    assert out[ROW] == list(range(len(ROWS[fmt]))) and out[CUT] == [WHOLE] * len(ROWS[fmt])
     for row, tok in zip(ROWS[fmt], out, strict=True):
         assert _trained_spans(tokenizer, tok["input_ids"], tok["labels"]) == _answers(fmt, row)
         assert tok["input_ids"][0] == tokenizer.bos_token_id and tok["labels"][0] == -100
@@ -134,35 +136,63 @@ def _long_rows():
     # Byte tokenizer: one token per ASCII character, plus the BOS and the EOS.
     return [
         {"prompt": "p: ", "completion": "short"},
-        {"prompt": "p: ", "completion": "x" * 40},
+        {"prompt": "question " * 5 + "? ", "completion": "forty-two"},
         {"prompt": "q: ", "completion": "y" * 50},
     ]
 
 
-def test_truncation_keeps_the_first_tokens_and_warns_with_the_count():
+def _decoded(tokenizer, tok) -> str:
+    return tokenizer.decode(tok["input_ids"], skip_special_tokens=False)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_truncate_cuts_the_prompt_from_its_side_and_keeps_the_answer(side):
     tokenizer = _tokenizer(False)
-    rows, max_length = _long_rows(), 20
-    full = tokenize_causal_lm(datasets.Dataset.from_list(rows), "completion", tokenizer, max_length=512)
-    expected = sum(1 + len(r["prompt"]) + len(r["completion"]) + 1 > max_length for r in rows)
-    with pytest.warns(UserWarning, match=rf"^{expected} of 3 rows .*max_length={max_length}"):
-        out = tokenize_causal_lm(datasets.Dataset.from_list(rows), "completion", tokenizer, max_length=max_length)
-    for whole, cut in zip(full, out, strict=True):
-        assert cut["input_ids"] == whole["input_ids"][:max_length]
-        assert cut["labels"] == whole["labels"][:max_length]
-        assert cut["length"] == min(max_length, whole["length"])
+    rows, max_length = _long_rows(), 24
+    out = tokenize_causal_lm(
+        datasets.Dataset.from_list(rows), "completion", tokenizer, max_length=max_length, truncation_side=side
+    )
+    assert out[CUT] == [WHOLE, PROMPT_CUT, END_CUT] and out[ROW] == [0, 1, 2]
+    assert _decoded(tokenizer, out[0]) == "<s>p: short" + EOS
+    # Row 2: 1 + 47 + 9 + 1 = 58 tokens; 24 leave room for 24 - 1 - 9 - 1 = 13 prompt characters.
+    prompt = rows[1]["prompt"]
+    kept = prompt[-13:] if side == "left" else prompt[:13]
+    assert _decoded(tokenizer, out[1]) == "<s>" + kept + "forty-two" + EOS
+    assert _trained_spans(tokenizer, out[1]["input_ids"], out[1]["labels"]) == ["forty-two" + EOS]
+    # Row 3: the answer alone is too long: the prompt goes (the BOS stays, to predict the answer's first
+    # token), then the answer's end.
+    assert _decoded(tokenizer, out[2]) == "<s>" + "y" * 23
+    assert all(tok["length"] == len(tok["input_ids"]) <= max_length for tok in out)
+
+
+def test_truncate_without_a_bos_keeps_one_prompt_token_before_the_answer():
+    from tokenizers import processors
+
+    tokenizer = _tokenizer(False)
+    tokenizer.backend_tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    out = tokenize_causal_lm(datasets.Dataset.from_list([{"prompt": "abc: ", "completion": "z" * 30}]), "completion",
+                             tokenizer, max_length=10)  # fmt: skip
+    assert _decoded(tokenizer, out[0]) == " " + "z" * 9  # the prompt's last character, then the answer's start
+    assert out[0]["labels"][1:] == out[0]["input_ids"][1:] and out[0]["labels"][0] == -100
+
+
+def test_skip_drops_and_marks_the_rows_that_are_too_long():
+    tokenizer = _tokenizer(False)
+    out = tokenize_causal_lm(datasets.Dataset.from_list(_long_rows()), "completion", tokenizer, 24, too_long="skip")
+    assert out[ROW] == [0] and _decoded(tokenizer, out[0]) == "<s>p: short" + EOS
 
 
 def test_too_long_reject_names_the_row():
     tokenizer = _tokenizer(False)
-    with pytest.raises(DataError, match=r"row 2: .*max_length=20"):
-        tokenize_causal_lm(datasets.Dataset.from_list(_long_rows()), "completion", tokenizer, 20, too_long="reject")
+    with pytest.raises(DataError, match=r"^row 2: 58 tokens exceed model.max_length=24 \(trainer.too_long='reject'"):
+        tokenize_causal_lm(datasets.Dataset.from_list(_long_rows()), "completion", tokenizer, 24, too_long="reject")
 
 
-def test_answer_truncated_away_raises_naming_the_row():
+def test_reject_names_the_place_that_locate_gives():
     tokenizer = _tokenizer(False)
-    rows = [*_long_rows(), {"prompt": "z" * 40, "completion": "gone"}]
-    with pytest.raises(DataError, match=r"row 4: no token carries loss \(answer truncated at max_length=20\)"):
-        tokenize_causal_lm(datasets.Dataset.from_list(rows), "completion", tokenizer, max_length=20)
+    with pytest.raises(DataError, match=r"^data.jsonl:7: 58 tokens"):
+        tokenize_causal_lm(datasets.Dataset.from_list(_long_rows()), "completion", tokenizer, 24, too_long="reject",
+                           locate=lambda rows: [f"data.jsonl:{2 * r + 5}" for r in rows])  # fmt: skip
 
 
 def test_empty_text_raises_naming_the_row():

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelops.errors import ConfigError
+from modelops.train.truncation import SIDES, TOO_LONG
 
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("no", "fp16", "bf16")
 BATCHING = ("pad", "group_by_length", "packing")
 EVAL_MODES = ("auto", "min", "max")
 LOSS_ON = ("answer", "all")
-TOO_LONG = ("truncate", "reject")
 #: Metrics the loop can track during training, per task (`loss` is the validation loss per target token).
 EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity")}
 
@@ -56,7 +56,11 @@ class TrainConfig:
         resume: `auto` (continue from the run directory's latest complete checkpoint, if any), null
             (start fresh), or a checkpoint directory.
         loss_on: causal LMs: `answer` (completions, outputs, assistant turns) or `all` tokens.
-        too_long: causal LMs: examples longer than `model.max_length` are `truncate`d or `reject`ed (an error).
+        too_long: examples longer than `model.max_length` are `truncate`d, `skip`ped or `reject`ed (an error
+            naming the file and line); truncations and skips are counted in `data/tokenize_report.json`.
+            Classifiers cut the text's end; causal LMs cut the prompt first (see `truncation_side`), then the end.
+        truncation_side: causal LMs: the side an over-long prompt is cut from, `left` (keeps the end of the
+            prompt, next to the answer) or `right`.
         cache_dir: where tokenised data is cached (default `$MODELOPS_CACHE/tokenized`).
         merge_adapter: with a PEFT model, also save the merged full model in `model/merged/`.
         preview_examples: how many training examples to show with their loss mask before training.
@@ -89,6 +93,7 @@ class TrainConfig:
     resume: str | None = "auto"
     loss_on: str = "answer"
     too_long: str = "truncate"
+    truncation_side: str = "left"
     cache_dir: str | None = None
     merge_adapter: bool = False
     preview_examples: int = 1
@@ -128,6 +133,7 @@ class TrainConfig:
             ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
             ("loss_on", self.loss_on in LOSS_ON, f"must be one of {list(LOSS_ON)}"),
             ("too_long", self.too_long in TOO_LONG, f"must be one of {list(TOO_LONG)}"),
+            ("truncation_side", self.truncation_side in SIDES, f"must be one of {list(SIDES)}"),
             ("preview_examples", self.preview_examples >= 0, "must be >= 0"),
         ]
 

@@ -31,6 +31,7 @@ class TrainData:
     eval_collate: Any
     cache_hits: dict[str, bool]
     preview: str
+    tokenize_report: dict[str, dict[str, Any]]  # per split: what trainer.too_long did (`truncation.summary`)
 
 
 def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
@@ -66,13 +67,43 @@ def setup_data(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> Trai
     """Tokenise (through the cache) and batch the train split; tokenise validation when evaluating."""
     check_task(spec, dataset, config)
     build = _classification if spec.task == "seq_cls" else _causal_lm
-    train, collate, hit, preview = build(dataset, "train", tokenizer, spec, config, config.batching == "packing")
-    hits = {"train": hit}
-    validation = eval_collate = None
+    train = build(dataset, "train", tokenizer, spec, config, config.batching == "packing")
+    splits = {"train": train}
     if config.eval_every:
-        validation, eval_collate, hits["validation"], _ = build(dataset, "validation", tokenizer, spec, config, False)
-    loader = train_loader(train, collate, config.batch_size, config.seed, config.batching)
-    return TrainData(loader, loader.batch_sampler, validation, eval_collate, hits, preview)
+        splits["validation"] = build(dataset, "validation", tokenizer, spec, config, False)
+    validation = splits["validation"].rows if config.eval_every else None
+    eval_collate = splits["validation"].collate if config.eval_every else None
+    loader = train_loader(train.rows, train.collate, config.batch_size, config.seed, config.batching)
+    hits = {name: part.hit for name, part in splits.items()}
+    report = {name: part.report for name, part in splits.items()}
+    return TrainData(loader, loader.batch_sampler, validation, eval_collate, hits, train.preview, report)
+
+
+def save_tokenize_report(report: dict[str, dict[str, Any]], data_dir: Path) -> None:
+    """Write `tokenize_report.json` and say on the console (and in the log) which rows were cut or skipped."""
+    import logging
+    import sys
+
+    from modelops.io import write_json
+    from modelops.train.truncation import summary_line
+
+    write_json(data_dir / "tokenize_report.json", report)
+    for part in report.values():
+        line = summary_line(part)
+        if line:
+            print(f"{line} (all in {data_dir / 'tokenize_report.json'})", file=sys.stderr)
+            logging.getLogger("modelops").info(line)
+
+
+@dataclass
+class _Split:
+    """One tokenised split: model columns only, its collator, cache hit, preview and too_long report."""
+
+    rows: Any
+    collate: Any
+    hit: bool
+    preview: str
+    report: dict[str, Any]
 
 
 def _cache_dir(config: TrainConfig) -> Path:
@@ -88,34 +119,62 @@ def _cached(dataset, split: str, tokenizer, spec, config, packing: bool, build):
 
     loss_on = config.loss_on if spec.task == "causal_lm" else None
     key = tokenization_key(dataset.fingerprint(split), tokenizer, dataset.format, spec.max_length, loss_on, packing)
+    key = {**key, "too_long": config.too_long}
     if spec.task == "seq_cls":
         key = {**key, "labels": dataset.labels}  # the label ids are part of the rows
-    elif config.too_long != "truncate":
-        key = {**key, "too_long": config.too_long}
+    else:
+        key = {**key, "truncation_side": config.truncation_side}
     return cached_dataset(key, build, _cache_dir(config))
 
 
-def _classification(dataset, split, tokenizer, spec, config, packing):
+def _locate(dataset, split: str):
+    """Row indices of `split` -> their file:line and split, for messages."""
+    return lambda rows: [f"{place} (split {split!r})" for place in dataset.locate(split, rows)]
+
+
+def _report(dataset, split: str, tokenized, spec, config) -> dict[str, Any]:
+    from modelops.train.truncation import summary
+
+    settings = {"max_length": spec.max_length, "too_long": config.too_long}
+    if spec.task == "causal_lm":
+        settings["truncation_side"] = config.truncation_side
+    report = summary(tokenized, len(dataset[split]), split, _locate(dataset, split), settings)
+    if report["rows_out"] == 0:
+        raise DataError(
+            f"split {split!r}: no example left after tokenisation: all {report['rows_in']} rows are longer than "
+            f"model.max_length={spec.max_length} (trainer.too_long={config.too_long!r})"
+        )
+    return report
+
+
+def _classification(dataset, split, tokenizer, spec, config, packing) -> _Split:
     def build():
-        return tokenize_classification(dataset[split], tokenizer, dataset.label2id, spec.max_length)
+        locate = _locate(dataset, split)
+        labels = dataset.label2id
+        return tokenize_classification(dataset[split], tokenizer, labels, spec.max_length, config.too_long, locate)
 
     tokenized, hit = _cached(dataset, split, tokenizer, spec, config, packing, build)
-    return tokenized.select_columns(model_columns(tokenized)), classification_collator(tokenizer), hit, ""
+    report = _report(dataset, split, tokenized, spec, config)
+    rows = tokenized.select_columns(model_columns(tokenized))
+    return _Split(rows, classification_collator(tokenizer), hit, "", report)
 
 
-def _causal_lm(dataset, split, tokenizer, spec, config, packing):
+def _causal_lm(dataset, split, tokenizer, spec, config, packing) -> _Split:
     from modelops.train.packing import causal_lm_collator, pack
     from modelops.train.sft import tokenize_causal_lm
 
     def build():
-        tokenized = tokenize_causal_lm(
-            dataset[split], dataset.format, tokenizer, spec.max_length, loss_on=config.loss_on, too_long=config.too_long
-        )
-        return pack(tokenized, spec.max_length) if packing else tokenized
+        return tokenize_causal_lm(
+            dataset[split], dataset.format, tokenizer, spec.max_length, loss_on=config.loss_on,
+            too_long=config.too_long, truncation_side=config.truncation_side, locate=_locate(dataset, split),
+        )  # fmt: skip
 
-    tokenized, hit = _cached(dataset, split, tokenizer, spec, config, packing, build)
-    if len(tokenized) == 0:
-        raise DataError(f"split {split!r}: no example left after tokenisation (trainer.too_long={config.too_long!r})")
+    # Rows are cached unpacked too: the too_long report is read from their bookkeeping columns.
+    tokenized, hit = _cached(dataset, split, tokenizer, spec, config, False, build)
+    report = _report(dataset, split, tokenized, spec, config)
+    if packing:
+        rows = tokenized
+        tokenized, hit = _cached(dataset, split, tokenizer, spec, config, True, lambda: pack(rows, spec.max_length))
     preview = ""
     if config.preview_examples:
         from modelops.train.preview import preview as render
@@ -127,7 +186,7 @@ def _causal_lm(dataset, split, tokenizer, spec, config, packing):
     mask_dtype = getattr(torch, spec.dtype) if packing and spec.attn_implementation == "eager" else None
     inner = causal_lm_collator(tokenizer.pad_token_id, packed=packing, mask_dtype=mask_dtype)
     collate = CountingCollator(inner, causal=True)
-    return tokenized.select_columns(model_columns(tokenized)), collate, hit, preview
+    return _Split(tokenized.select_columns(model_columns(tokenized)), collate, hit, preview, report)
 
 
 def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> str:
@@ -141,8 +200,8 @@ def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> s
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
     if spec.task == "causal_lm":
         shown = dataclasses.replace(config, preview_examples=n)
-        return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing")[3]
-    tokenized = _classification(dataset, "train", tokenizer, spec, config, False)[0]
+        return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing").preview
+    tokenized = _classification(dataset, "train", tokenizer, spec, config, False).rows
     names = dataset.labels or []
     rows = tokenized.select(range(min(n, len(tokenized))))
     return "\n".join(

@@ -165,6 +165,10 @@ def train(
 
 def _show_preview(accelerator, data, run_dir: Path, record: JobRecord) -> None:
     record.event("data ready", cache_hits=data.cache_hits, train_batches=len(data.loader))
+    if accelerator.is_main_process:
+        from modelops.train.data import save_tokenize_report
+
+        save_tokenize_report(data.tokenize_report, run_dir / "data")
     if accelerator.is_main_process and data.preview:
         from modelops.io import atomic_path
 

@@ -14,19 +14,24 @@ of ChatML-style turns) is context, not something the model generates, so it carr
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
-from modelops.errors import ConfigError, DataError
+from modelops.errors import ConfigError
 from modelops.models.templates import segments
+from modelops.train import truncation
+from modelops.train.truncation import CUT, ROW, SIDES, TOO_LONG, RowError
 
 IGNORE_INDEX = -100
 LOSS_ON = ("answer", "all")
-TOO_LONG = ("truncate", "reject")
 
 
 def tokenize_causal_lm(
-    table, fmt: str, tokenizer, max_length: int, loss_on: str = "answer", too_long: str = "truncate"
+    table,
+    fmt: str,
+    tokenizer,
+    max_length: int,
+    loss_on: str = "answer",
+    too_long: str = "truncate",
+    truncation_side: str = "left",
+    locate: truncation.Locate | None = None,
 ):
     """Tokenise one split for causal-LM training.
 
@@ -37,23 +42,28 @@ def tokenize_causal_lm(
         max_length: most tokens per row.
         loss_on: "answer" trains the completion/output/assistant tokens only (every token for the text
             format); "all" trains every token.
-        too_long: "truncate" keeps the first `max_length` tokens and warns once with the count of
-            truncated rows; "reject" raises on the first row that is too long.
+        too_long: what happens to a row longer than `max_length`: "truncate" cuts the prompt (the tokens
+            before the first one that carries loss) from `truncation_side`, then, if the answer alone
+            is still too long, its end; "skip" drops the row; "reject" raises on the first such row.
+            The `CUT` column says what happened to each row (see `truncation.summary`).
+        truncation_side: "left" (keep the end of the prompt, next to the answer) or "right".
+        locate: maps row indices to their places (file:line) for error messages; default "row N".
 
     Returns:
-        A `datasets.Dataset` with columns input_ids, labels (-100 where no loss) and length. The BOS is
-        prepended when the tokenizer has one and its post-processor would add it (and the rendered
-        text does not already start with it); its label is -100 unless loss_on="all". The EOS that ends
-        each answer keeps its label even when the pad token is the EOS token.
+        A `datasets.Dataset` with columns input_ids, labels (-100 where no loss), length, and the
+        bookkeeping columns `ROW` (index in `table`) and `CUT`. The BOS is prepended when the
+        tokenizer has one and its post-processor would add it (and the rendered text does not already
+        start with it); its label is -100 unless loss_on="all". The EOS that ends each answer keeps its
+        label even when the pad token is the EOS token.
 
     Raises:
-        ConfigError: an unknown `loss_on`/`too_long` or a `max_length` below 2.
+        ConfigError: an unknown `loss_on`/`too_long`/`truncation_side` or a `max_length` below 2.
         DataError: a row too long with too_long="reject", or a row where no token carries loss; the
-            message names the row (1-based, as in the rest of modelops).
+            message names the row's place.
     """
     import datasets
 
-    _check_options(max_length, loss_on, too_long)
+    _check_options(max_length, loss_on, too_long, truncation_side)
     bos = _bos_to_add(tokenizer)
     # Text rows are all answer; "all" also keeps an EOS written inside the text from ending the loss there.
     mode = "all" if fmt == "text" else loss_on
@@ -63,41 +73,42 @@ def tokenize_causal_lm(
         parts = [_loss_segments(segments(row, fmt, tokenizer), tokenizer, mode) for row in rows]
         flat = [text for row_parts in parts for text, _ in row_parts]
         ids = iter(tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else [])
-        out: dict[str, list] = {"input_ids": [], "labels": [], "length": [], "_truncated": []}
+        out: dict[str, list] = {"input_ids": [], "labels": [], "length": [], ROW: [], CUT: []}
         for index, row_parts in zip(indices, parts, strict=True):
             row_bos = None if bos is None or (row_parts and row_parts[0][0].startswith(tokenizer.bos_token)) else bos
             input_ids, labels = _join(row_parts, ids, row_bos, loss_on)
-            input_ids, labels, truncated = _fit(input_ids, labels, index, max_length, too_long)
-            out["input_ids"].append(input_ids)
-            out["labels"].append(labels)
-            out["length"].append(len(input_ids))
-            out["_truncated"].append(truncated)
+            if len(input_ids) > max_length and too_long != "truncate":
+                if too_long == "reject":
+                    raise RowError(index, truncation.too_long_message(len(input_ids), max_length))
+                continue  # skip: counted from the missing ROW values
+            keep_first = int(bool(input_ids) and input_ids[0] == tokenizer.bos_token_id)
+            input_ids, labels, cut = truncation.cut_to_fit(input_ids, labels, max_length, truncation_side, keep_first)
+            _check_loss(index, labels)
+            for name, value in zip(out, (input_ids, labels, len(input_ids), index, cut), strict=True):
+                out[name].append(value)
         return out
 
     ids = datasets.List(datasets.Value("int32"))
     features = datasets.Features(
-        {"input_ids": ids, "labels": ids, "length": datasets.Value("int32"), "_truncated": datasets.Value("bool")}
-    )
-    tokenized = table.map(
-        encode, batched=True, with_indices=True, remove_columns=table.column_names, features=features,
-        load_from_cache_file=False, desc="tokenising",
+        {"input_ids": ids, "labels": ids, "length": datasets.Value("int32"), ROW: datasets.Value("int64"),
+         CUT: datasets.Value("int8")}
     )  # fmt: skip
-    truncated = sum(tokenized["_truncated"])
-    if truncated:
-        warnings.warn(
-            f"{truncated} of {len(tokenized)} rows are longer than max_length={max_length} and were truncated "
-            "(their first tokens kept)",
-            UserWarning,
-            stacklevel=2,
-        )
-    return tokenized.remove_columns("_truncated")
+    try:
+        return table.map(
+            encode, batched=True, with_indices=True, remove_columns=table.column_names, features=features,
+            load_from_cache_file=False, desc="tokenising",
+        )  # fmt: skip
+    except RowError as exc:
+        raise truncation.row_error(exc, locate) from None
 
 
-def _check_options(max_length: int, loss_on: str, too_long: str) -> None:
+def _check_options(max_length: int, loss_on: str, too_long: str, truncation_side: str) -> None:
     if loss_on not in LOSS_ON:
         raise ConfigError(f"loss_on={loss_on!r} is not one of {list(LOSS_ON)}")
     if too_long not in TOO_LONG:
         raise ConfigError(f"too_long={too_long!r} is not one of {list(TOO_LONG)}")
+    if truncation_side not in SIDES:
+        raise ConfigError(f"truncation_side={truncation_side!r} is not one of {list(SIDES)}")
     if not isinstance(max_length, int) or max_length < 2:
         raise ConfigError(f"max_length={max_length!r} must be an integer >= 2")
 
@@ -134,24 +145,17 @@ def _join(parts: list[tuple[str, bool]], ids, bos: int | None, loss_on: str) -> 
     return input_ids, labels
 
 
-def _fit(input_ids: list[int], labels: list[int], index: int, max_length: int, too_long: str) -> tuple[Any, ...]:
-    """Apply the too_long policy, then insist that some token carries loss."""
-    truncated = len(input_ids) > max_length
-    if truncated and too_long == "reject":
-        raise DataError(
-            f"row {index + 1}: {len(input_ids)} tokens exceed max_length={max_length} (too_long='reject'; "
-            "'truncate' keeps the first max_length tokens)"
-        )
-    kept = labels[:max_length]
-    # The first position is never a target (each position predicts the next), so it does not count.
-    if kept[1:].count(IGNORE_INDEX) == len(kept) - 1:
-        raise DataError(f"row {index + 1}: no token carries loss ({_why_no_loss(labels, max_length, truncated)})")
-    return input_ids[:max_length], kept, truncated
+def _check_loss(index: int, labels: list[int]) -> None:
+    """Insist that some token carries loss; the first position is never a target (nothing predicts it).
+
+    Truncation always keeps the answer's first token (see `truncation.cut_to_fit`), so this is
+    about the row itself.
+    """
+    if labels[1:].count(IGNORE_INDEX) == len(labels) - 1:
+        raise RowError(index, f"no token carries loss ({_why_no_loss(labels)})")
 
 
-def _why_no_loss(labels: list[int], max_length: int, truncated: bool) -> str:
-    if truncated and labels[1:].count(IGNORE_INDEX) < len(labels) - 1:
-        return f"answer truncated at max_length={max_length}"
+def _why_no_loss(labels: list[int]) -> str:
     if labels.count(IGNORE_INDEX) < len(labels):
         return "its only trainable token is the first, which no position predicts"
     return "nothing in it is trainable: empty answer or text"
