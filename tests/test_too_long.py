@@ -23,7 +23,7 @@ MAX = 256  # conf/model/tiny_llama.yaml
 def _problem(rng: random.Random, words: int) -> str:
     names = ["Natalia", "Weng", "Betty", "Julie", "James", "Albert"]
     things = ["clips", "apples", "pages", "marbles", "stickers"]
-    parts = [f"{rng.choice(names)} sold {rng.randint(2, 90)} {rng.choice(things)} on day {i + 1}." for i in range(words)]
+    parts = [f"{rng.choice(names)} sold {rng.randint(2, 90)} {rng.choice(things)} on day {i}." for i in range(words)]
     return " ".join(parts) + " How many were sold in total?"
 
 
@@ -118,7 +118,7 @@ def test_reject_names_the_file_line_and_split(gsm8k_like, tmp_path):
 @pytest.fixture(scope="module")
 def sentences(tmp_path_factory):
     rng = random.Random(1)
-    words = "the film is a quiet , warm and often very funny look at love , loss and family".split()
+    words = ["the", "film", "is", "a", "quiet", "warm", "and", "often", "funny", "look", "at", "love", "loss", ","]
     rows = [
         {"text": " ".join(rng.choice(words) for _ in range(rng.choice([3, 5, 30, 40]))), "label": rng.choice("01")}
         for _ in range(24)
