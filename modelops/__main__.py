@@ -31,19 +31,24 @@ def _task(cfg) -> float | None:
 def main() -> None:
     import hydra
 
+    from modelops.config.overrides import precheck
     from modelops.config.paths import conf_dir
     from modelops.config.recipes import register_recipes
     from modelops.config.resolvers import register_resolvers
     from modelops.distributed import prepare_argv
     from modelops.errors import ModelopsError
 
-    try:
-        sys.argv = prepare_argv(sys.argv)
-    except ModelopsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     register_recipes()
     register_resolvers()
+    try:
+        # Before Hydra creates the run directory: a config error leaves nothing behind.
+        precheck(sys.argv)
+        sys.argv = prepare_argv(sys.argv)
+    except ModelopsError as exc:
+        if os.environ.get("MODELOPS_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)()
 
 

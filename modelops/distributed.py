@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from pathlib import Path
 
 RUN_DIR_FORMAT = "outputs/%Y-%m-%d/%H-%M-%S"  # plus a random id, as conf/config.yaml does
 
@@ -59,24 +60,38 @@ def _broadcast_run_dir() -> str:
     return chosen[0]
 
 
-def check_output_dirs(argv: list[str]) -> None:
-    """Refuse `hydra.run.dir` / `hydra.sweep.dir` overrides that leave outputs/, before Hydra creates them."""
-    from modelops.config.paths import check_inside_outputs
+def check_output_dirs(argv: list[str]) -> Path | None:
+    """Refuse names from config that would leave their parent; return the parent of a run/sweep dir the user named.
 
+    `hydra.run.dir` and `hydra.sweep.dir` are the user's own choice and go anywhere; a sweep job's
+    `hydra.sweep.subdir` and `hydra.job.name` (which names the log file) stay inside their directory.
+    """
+    from modelops.config.paths import check_child_name
+
+    parent = None
     for arg in argv:
         key, _, value = arg.partition("=")
+        if key in ("hydra.sweep.subdir", "hydra.job.name") and "${" not in value:
+            check_child_name(key, value)
         if key in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
-            check_inside_outputs(key, value)
+            parent = _existing_ancestor(Path(value).expanduser().absolute())
+    return parent
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def prepare_argv(argv: list[str]) -> list[str]:
     """The command line Hydra should see in this process (unchanged for a single process)."""
     argv = strip_local_rank(argv)
-    check_output_dirs(argv)
+    chosen = check_output_dirs(argv)
     if rank() == 0:
         from modelops.config.paths import check_outputs_writable
 
-        check_outputs_writable()
+        check_outputs_writable(outputs=chosen)
     if world_size() <= 1 or any(a in ("-m", "--multirun") for a in argv):
         return argv
     if not any(a.startswith("hydra.run.dir=") for a in argv):

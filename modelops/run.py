@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.config.build import instantiate
-from modelops.config.validate import validate
+from modelops.config.validate import check_model_reference, validate
 from modelops.errors import DataError
 from modelops.io import write_json
 from modelops.train.record import JobRecord
@@ -28,6 +28,7 @@ def run(cfg, run_dir: str | Path) -> dict[str, Any]:
     record.update(status="validating")
     try:
         validate(cfg)  # before anything heavy is imported or loaded
+        check_model_reference(cfg)
         results = _run_stages(cfg, run_dir, record)
     except BaseException as exc:
         record.update(status="cancelled" if isinstance(exc, KeyboardInterrupt) else "failed", error=str(exc))

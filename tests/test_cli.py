@@ -61,12 +61,42 @@ def test_unknown_recipe_is_reported(tmp_path):
     assert "lora_small" in proc.stderr  # Hydra lists the available options
 
 
-@pytest.mark.parametrize("value", ["../escaped", "/tmp/modelops-escaped", "outputs/../../escaped"])
-def test_run_dir_cannot_escape_outputs(tmp_path, value):
-    proc = _cli(["+recipe=lora_small", f"hydra.run.dir={value}"], tmp_path)
-    assert proc.returncode == 2
-    assert "hydra.run.dir" in proc.stderr and "outside" in proc.stderr
-    assert not (tmp_path.parent / "escaped").exists() and not Path("/tmp/modelops-escaped").exists()
+def test_a_run_dir_the_user_names_is_honoured_anywhere(tmp_path):
+    scratch = tmp_path / "scratch" / "me" / "run1"  # absolute, outside outputs/
+    (tmp_path / "cwd").mkdir()
+    proc = _cli(["+recipe=lora_small", f"hydra.run.dir={scratch}", "stages=[sanitize]", *TINY], tmp_path / "cwd")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (scratch / "data" / "sanitize_report.json").exists() and (scratch / ".hydra" / "config.yaml").exists()
+    assert not (tmp_path / "cwd" / "outputs").exists() or not any((tmp_path / "cwd" / "outputs").iterdir())
+
+
+@pytest.mark.parametrize(("key", "value"), [("hydra.sweep.subdir", "../../escaped"), ("hydra.job.name", "/tmp/x")])
+def test_names_from_config_cannot_leave_their_directory(tmp_path, key, value):
+    proc = _cli(["+recipe=lora_small", f"{key}={value}"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert key in proc.stderr and "parent directory" in proc.stderr
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
+
+
+def test_a_mistyped_key_without_plus_gets_a_did_you_mean_and_exit_2(tmp_path):
+    proc = _cli(["+recipe=lora_small", "trainer.learnig_rate=1e-3"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "trainer.learnig_rate: unknown key (did you mean 'learning_rate'?)" in proc.stderr
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())  # no run directory
+
+
+def test_a_mistyped_key_in_a_sweep_is_caught_before_any_job(tmp_path):
+    proc = _cli(["-m", "+recipe=lora_small", "trainer.learning_rate=1e-4,3e-4", "trainer.epoch=1,2"], tmp_path)
+    assert proc.returncode == 2 and "trainer.epoch: unknown key (did you mean 'epochs'?)" in proc.stderr
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
+
+
+def test_a_missing_model_directory_is_named_before_any_data_work(tmp_path):
+    proc = _cli(["+recipe=lora_small", f"model.name_or_path={tmp_path / 'no-such-model'}"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"model.name_or_path: '{tmp_path / 'no-such-model'}' does not exist" in proc.stderr
+    assert "Evaluator" not in proc.stderr and "normalize" not in proc.stdout  # no sanitizing happened
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
 
 
 def test_run_dir_inside_outputs_is_allowed(tmp_path):

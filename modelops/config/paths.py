@@ -24,28 +24,36 @@ def recipes_dir() -> Path:
     return _find("recipes")
 
 
-def check_inside_outputs(key: str, value: str, root: Path | None = None) -> Path:
-    """Refuse a run/sweep directory outside `outputs/` (through `..`, an absolute path or a link).
+def check_child_name(key: str, value: str) -> None:
+    """Refuse a name that becomes a path inside a directory (a sweep job's subdir, a job name) but leaves it.
+
+    A run or sweep directory the user names is honoured wherever it is; names made from config
+    values are kept inside their parent (no absolute path, no `..`).
 
     Raises:
-        ConfigError: naming `key` when `value` resolves outside `<cwd>/outputs`.
+        ConfigError: naming `key`.
     """
+    from pathlib import PurePath
+
     from modelops.errors import ConfigError
 
-    outputs = (root or Path.cwd()).resolve() / "outputs"
-    target = (outputs.parent / value).resolve()
-    if target != outputs and outputs not in target.parents:
-        raise ConfigError(f"{key}: {value!r} is outside {outputs}; run directories stay under outputs/")
-    return target
+    parts = PurePath(value).parts
+    if PurePath(value).is_absolute() or ".." in parts:
+        raise ConfigError(f"{key}: {value!r} would leave its parent directory; use a plain name")
 
 
-def check_outputs_writable(root: Path | None = None) -> None:
-    """Fail with a clear error, before Hydra creates the run directory, when outputs/ cannot be written."""
+def check_outputs_writable(root: Path | None = None, outputs: Path | None = None) -> None:
+    """Fail with a clear error, before Hydra creates the run directory, when it cannot be written.
+
+    Args:
+        root: the directory `outputs/` is in (default: the working directory).
+        outputs: the directory to check instead (the parent of a run directory the user named).
+    """
     import tempfile
 
     from modelops.errors import ConfigError
 
-    outputs = (root or Path.cwd()) / "outputs"
+    outputs = outputs or (root or Path.cwd()) / "outputs"
     try:
         outputs.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=outputs):

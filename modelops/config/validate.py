@@ -51,6 +51,23 @@ def validate(cfg) -> None:
             check_target(f"evaluator.metrics.{i}", metric, allowed)
 
 
+def check_model_reference(cfg) -> None:
+    """Fail before any data work, naming `model.name_or_path`, when it names a local directory that is missing.
+
+    Only references written as paths (`/models/x`, `./x`, `~/x`, `a/b/c`) are checked here; aliases,
+    hub ids and registry names are resolved when the model loads.
+    """
+    from pathlib import Path
+
+    ref = cfg.get("model", {}).get("name_or_path") if cfg.get("model") is not None else None
+    if not isinstance(ref, str) or not (ref.startswith(("/", ".", "~")) or ref.count("/") >= 2):
+        return
+    path = Path(ref).expanduser()
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise ConfigError(f"model.name_or_path: {ref!r} {what}; give a model directory, a hub id or a model alias")
+
+
 def check_node(path: str, node: Any, allowed: tuple[str, ...]) -> None:
     if isinstance(node, list):
         for i, item in enumerate(node):
