@@ -118,4 +118,4 @@ def _keys_of(cfg, path: str) -> list[str]:
     from omegaconf import DictConfig, OmegaConf
 
     node = cfg if not path else (OmegaConf.select(cfg, path) if cfg is not None else None)
-    return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+    return [str(k) for k in node] if isinstance(node, DictConfig) else []
