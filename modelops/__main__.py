@@ -10,6 +10,7 @@ def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from modelops.errors import ModelopsError
+    from modelops.log import say
     from modelops.run import is_main_process, run, summary
     from modelops.sweep import objective_value
 
@@ -21,10 +22,10 @@ def _task(cfg) -> float | None:
             raise
         # An OSError here is the machine's (a full disk, a path that cannot be written): name the file.
         where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
-        print(f"error: {where}{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}", file=sys.stderr)
+        say(f"error: {where}{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}", err=True)
         sys.exit(2)
     if is_main_process():
-        print(summary(results, run_dir))
+        say(summary(results, run_dir))
     return objective_value(results, cfg.objective)  # what a sweeper (Optuna) optimises
 
 

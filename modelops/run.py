@@ -10,6 +10,7 @@ from modelops.config.build import instantiate
 from modelops.config.validate import check_model_reference, validate
 from modelops.errors import DataError
 from modelops.io import write_json
+from modelops.log import say
 from modelops.train.record import JobRecord
 
 
@@ -92,7 +93,7 @@ def _sanitize(cfg, dataset, data_dir: Path):
     if is_main_process():
         sanitizer.report.save(data_dir)
         write_json(data_dir / "lineage.json", {"loaded": dataset.lineage(), "sanitized": clean.lineage()})
-        print(sanitizer.report.table())
+        say(sanitizer.report.table())
     emptied = [name for name in clean.split_names if len(clean[name]) == 0 and len(dataset[name]) > 0]
     if emptied:
         raise DataError(
@@ -110,7 +111,7 @@ def _preview(dataset, spec, trainer, data_dir: Path) -> None:
     if is_main_process():
         with atomic_path(data_dir / "train_preview.txt") as tmp:
             tmp.write_text(text + "\n")
-        print(text)
+        say(text)
 
 
 def _metrics_only(results: dict[str, Any]) -> dict[str, Any]:

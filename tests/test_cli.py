@@ -94,7 +94,7 @@ def test_a_mistyped_key_in_a_sweep_is_caught_before_any_job(tmp_path):
 def test_a_missing_model_directory_is_named_before_any_data_work(tmp_path):
     proc = _cli(["+recipe=lora_small", f"model.name_or_path={tmp_path / 'no-such-model'}"], tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"model.name_or_path: '{tmp_path / 'no-such-model'}' does not exist" in proc.stderr
+    assert f"model.name_or_path: '{tmp_path / 'no-such-model'}': no such local directory" in proc.stderr
     assert "Evaluator" not in proc.stderr and "normalize" not in proc.stdout  # no sanitizing happened
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
 

@@ -64,8 +64,8 @@ def check_model_reference(cfg) -> None:
         return
     path = Path(ref).expanduser()
     if not path.is_dir():
-        what = "is not a directory" if path.exists() else "does not exist"
-        raise ConfigError(f"model.name_or_path: {ref!r} {what}; give a model directory, a hub id or a model alias")
+        what = "a file, not a model directory" if path.exists() else "no such local directory"
+        raise ConfigError(f"model.name_or_path: {ref!r}: {what}; give a model directory, a hub id or a model alias")
 
 
 def check_node(path: str, node: Any, allowed: tuple[str, ...]) -> None:

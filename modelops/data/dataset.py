@@ -10,9 +10,10 @@ the formats and `loaders` for how files are read and checked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -425,7 +426,7 @@ class Dataset:
             "splits": self.split_names,
             "load_report": self.load_report,
         }
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path) as tmp, _no_progress_bars():
             for name, part in self._splits.items():
                 part.save_to_disk(str(tmp / name))
             (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
@@ -433,6 +434,20 @@ class Dataset:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """`datasets`' progress bars off for one save (a "Saving the dataset" bar per split is noise), then as before."""
+    import datasets
+
+    was_off = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_off:
+            datasets.enable_progress_bars()
 
 
 def _opts(format: str | None, columns: Mapping[str, str] | None, on_error: str) -> dict[str, Any]:

@@ -120,13 +120,14 @@ def _from_directory(path: Path, name: str, data_format: str, labels, seed: int) 
 def _from_adapter(path: Path, name: str) -> LoadedModel:
     import peft
 
-    from modelops.models.loading import load_tokenizer
+    from modelops.models.loading import load_tokenizer, quiet_peft
 
     task_type = json.loads((path / "adapter_config.json").read_text()).get("task_type")
     task = "seq_cls" if task_type == "SEQ_CLS" else "causal_lm"
     auto = peft.AutoPeftModelForSequenceClassification if task == "seq_cls" else peft.AutoPeftModelForCausalLM
     try:
-        model = auto.from_pretrained(str(path), use_safetensors=True)
+        with quiet_peft():
+            model = auto.from_pretrained(str(path), use_safetensors=True)
     except OSError as exc:
         raise ModelError(f"adapter {path}: cannot load it or its base model ({exc})") from None
     return LoadedModel(model.eval(), load_tokenizer(str(path)), task, name, _model_labels(model, task))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +70,20 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | Non
     if spec.peft is not None:
         from peft import get_peft_model
 
-        model = get_peft_model(model, spec.peft)
+        with quiet_peft():
+            model = get_peft_model(model, spec.peft)
     return model
+
+
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silence the FutureWarning peft 0.21 triggers by reading transformers' deprecated `is_gradient_checkpointing`.
+
+    It is about peft's own code, says nothing to the user, and is printed on every adapter load.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def _refuse_pickled_weights(ref: str, source: str) -> None:
@@ -98,7 +113,8 @@ def load_trained(model_dir: str | Path):
         from peft import PeftModel
 
         base = load_model(ModelSpec(name_or_path=info["base_model"], task=info["task"]), labels=info.get("labels"))
-        model = PeftModel.from_pretrained(base, str(model_dir))
+        with quiet_peft():
+            model = PeftModel.from_pretrained(base, str(model_dir))
     else:
         auto = getattr(transformers, _AUTO_CLASSES[info["task"]])
         model = auto.from_pretrained(str(model_dir), use_safetensors=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelops.errors import ConfigError, DataError, JobError
+from modelops.log import say
 from modelops.models.spec import ModelSpec
 from modelops.train.batching import (
     CountingCollator,
@@ -34,8 +36,14 @@ class TrainData:
     tokenize_report: dict[str, dict[str, Any]]  # per split: what trainer.too_long did (`truncation.summary`)
 
 
-def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
-    """Refuse a model task, data format and batching that do not go together, before any loading."""
+def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> TrainConfig:
+    """Refuse a model task, data format and batching that do not go together, before any loading.
+
+    Returns:
+        The settings to train with: `config`, or, when it evaluates every few steps but the dataset
+        has no validation split (a user's single file) and nothing else needs the evaluations,
+        `config` without periodic evaluation, after printing a note that says how to add one.
+    """
     if "train" not in dataset:
         raise JobError(f"the dataset has no 'train' split (splits: {dataset.split_names})")
     if len(dataset["train"]) == 0:
@@ -53,7 +61,7 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
     if config.batching == "packing" and spec.task != "causal_lm":
         raise ConfigError("trainer.batching=packing: only for causal LMs; use group_by_length for classifiers")
     if config.eval_every and "validation" not in dataset:
-        raise ConfigError(f"trainer.eval_every: the dataset has no 'validation' split (splits: {dataset.split_names})")
+        config = _without_periodic_eval(config, dataset)
     from modelops.train.config import EVAL_METRICS
 
     if config.eval_every and config.eval_metric not in EVAL_METRICS[spec.task]:
@@ -61,11 +69,29 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
             f"trainer.eval_metric: {config.eval_metric!r} is not tracked for {spec.task}; "
             f"use one of {list(EVAL_METRICS[spec.task])}"
         )
+    return config
+
+
+_ADD_VALIDATION = "add one with dataset.validation=FILE or dataset.split='{validation: 0.1}'"
+
+
+def _without_periodic_eval(config: TrainConfig, dataset) -> TrainConfig:
+    needs = [key for key in ("early_stopping_patience", "keep_best") if getattr(config, key)]
+    if needs:
+        raise ConfigError(
+            f"trainer.eval_every: trainer.{needs[0]} compares evaluations, but the dataset has no 'validation' "
+            f"split (splits: {dataset.split_names}); {_ADD_VALIDATION}"
+        )
+    if int(os.environ.get("RANK", "0")) == 0:
+        note = (f"note: trainer.eval_every={config.eval_every}: the dataset has no 'validation' split, so training "
+                f"runs without periodic evaluation; {_ADD_VALIDATION}")  # fmt: skip
+        say(note, err=True)
+    return dataclasses.replace(config, eval_every=None)
 
 
 def setup_data(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainData:
     """Tokenise (through the cache) and batch the train split; tokenise validation when evaluating."""
-    check_task(spec, dataset, config)
+    config = check_task(spec, dataset, config)
     build = _classification if spec.task == "seq_cls" else _causal_lm
     train = build(dataset, "train", tokenizer, spec, config, config.batching == "packing")
     splits = {"train": train}
@@ -81,9 +107,6 @@ def setup_data(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> Trai
 
 def save_tokenize_report(report: dict[str, dict[str, Any]], data_dir: Path) -> None:
     """Write `tokenize_report.json` and say on the console (and in the log) which rows were cut or skipped."""
-    import logging
-    import sys
-
     from modelops.io import write_json
     from modelops.train.truncation import summary_line
 
@@ -91,8 +114,7 @@ def save_tokenize_report(report: dict[str, dict[str, Any]], data_dir: Path) -> N
     for part in report.values():
         line = summary_line(part)
         if line:
-            print(f"{line} (all in {data_dir / 'tokenize_report.json'})", file=sys.stderr)
-            logging.getLogger("modelops").info(line)
+            say(f"{line} (all in {data_dir / 'tokenize_report.json'})", err=True)
 
 
 @dataclass
@@ -196,7 +218,7 @@ def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> s
     """
     from modelops.models.loading import load_tokenizer
 
-    check_task(spec, dataset, config)
+    config = check_task(spec, dataset, config)
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
     if spec.task == "causal_lm":
         shown = dataclasses.replace(config, preview_examples=n)

@@ -20,6 +20,7 @@ from typing import Any
 
 from modelops.errors import JobError
 from modelops.io import append_jsonl
+from modelops.log import say
 from modelops.models.spec import ModelSpec
 from modelops.train.checkpoint import LoopState
 from modelops.train.config import TrainConfig
@@ -132,7 +133,7 @@ def train(
 
     run_dir = Path(run_dir)
     record = record or JobRecord(run_dir / "job.json")
-    check_task(spec, dataset, config)  # before anything is loaded
+    config = check_task(spec, dataset, config)  # before anything is loaded
     accelerator = _setup_accelerator(config, run_dir, record)
     record.enabled = record.enabled and accelerator.is_main_process
     set_seed(config.seed)
@@ -174,7 +175,7 @@ def _show_preview(accelerator, data, run_dir: Path, record: JobRecord) -> None:
 
         with atomic_path(run_dir / "data" / "train_preview.txt") as tmp:
             tmp.write_text(data.preview + "\n")
-        print(data.preview)
+        say(data.preview)
 
 
 def _resume(checkpoint: Path, fresh: LoopState, accelerator, model, optimizer, scheduler, record) -> LoopState:
@@ -344,7 +345,7 @@ class _Run:
         }  # fmt: skip
         self._write_row(row)
         if self.accelerator.is_main_process and not sys.stderr.isatty():
-            print(f"step {step}/{self.total_steps} loss {value:.4f} lr {row['lr']:.2e} tok/s {row['tokens_per_s']:.0f}")
+            say(f"step {step}/{self.total_steps} loss {value:.4f} lr {row['lr']:.2e} tok/s {row['tokens_per_s']:.0f}")
         self.bar.set_postfix(loss=f"{value:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
         self.record.update(progress=step / self.total_steps, tokens_per_s=row["tokens_per_s"], last_loss=value)
 
