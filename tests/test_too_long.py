@@ -164,3 +164,11 @@ def test_classifier_reject_and_skip_are_honoured(sentences, tmp_path):
     run(_classifier(path, tmp_path, "trainer.too_long=skip"), run_dir)
     report = json.loads((run_dir / "data" / "tokenize_report.json").read_text())["train"]
     assert report["skipped"] == len(long_rows) and report["rows_out"] == len(rows) - len(long_rows)
+
+
+def test_truncation_side_is_refused_for_a_classifier_naming_the_key(sentences, tmp_path):
+    from modelops.errors import ConfigError
+
+    path, _, _ = sentences
+    with pytest.raises(ConfigError, match=r"^trainer.truncation_side='right': only causal LMs use it"):
+        run(_classifier(path, tmp_path, "trainer.truncation_side=right"), tmp_path / "run")

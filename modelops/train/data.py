@@ -58,6 +58,11 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> TrainConfig:
             f"model.task=causal_lm trains on {list(CAUSAL_FORMATS)} data, not {dataset.format!r}; "
             "use a classifier (model.task=seq_cls, e.g. model=minilm_cls)"
         )
+    if spec.task == "seq_cls" and config.truncation_side != TrainConfig.truncation_side:
+        raise ConfigError(
+            f"trainer.truncation_side={config.truncation_side!r}: only causal LMs use it (the side of an over-long "
+            "prompt to cut); a classifier's over-long text is cut at its end"
+        )
     if config.batching == "packing" and spec.task != "causal_lm":
         raise ConfigError("trainer.batching=packing: only for causal LMs; use group_by_length for classifiers")
     if config.eval_every and "validation" not in dataset:
