@@ -103,9 +103,9 @@ class Origin:
             return [f"{self.source}: row {p + 1}" for p in wanted]
         found: dict[int, str] = {}
         targets = set(wanted)
-        for position, (where, _) in enumerate(self.reread()):
+        for position, entry in enumerate(self.reread()):
             if position in targets:
-                found[position] = where
+                found[position] = str(entry[0])  # each entry starts with the row's place, `file:line`
                 if len(found) == len(targets):
                     break
         return [found.get(p, f"{self.source}: row {p + 1}") for p in wanted]
