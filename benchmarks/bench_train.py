@@ -169,7 +169,7 @@ def run_peer(data, seed: int, workdir: Path) -> dict:
     args = TrainingArguments(
         output_dir=str(workdir / f"peer-{seed}"), per_device_train_batch_size=BATCH, num_train_epochs=1,
         learning_rate=LR, weight_decay=0.01, warmup_steps=int(0.1 * steps), lr_scheduler_type="linear", seed=seed,
-        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(),
+        bf16=False, fp16=False, activation_checkpointing=False, use_cpu=not torch.cuda.is_available(),
         save_strategy="no", report_to=[], logging_steps=1000, dataloader_num_workers=0, disable_tqdm=True,
     )  # fmt: skip
     trainer = Trainer(model=model, args=args, train_dataset=tokenized.remove_columns(["length"]),
