@@ -198,6 +198,12 @@ def _padding_share(data, group: bool, seed: int) -> float:
 RUNS = ("modelops pad", "modelops group_by_length", "transformers.Trainer + PEFT")
 
 
+def _run(name: str, data, seed: int, workdir: Path) -> dict:
+    if name == RUNS[2]:
+        return run_peer(data, seed, workdir)
+    return run_ours(data, "pad" if name == RUNS[0] else "group_by_length", seed, workdir)
+
+
 def main() -> None:
     import datasets
     import torch
@@ -220,9 +226,8 @@ def main() -> None:
     print(f"{'':30} {'seed':>4} {'real tokens/s':>14} {'padding':>8} {'wall s':>8} {'test acc':>9}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            runs = (run_ours(data, "pad", seed, Path(tmp)), run_ours(data, "group_by_length", seed, Path(tmp)),
-                    run_peer(data, seed, Path(tmp)))  # fmt: skip
-            for name, r in zip(RUNS, runs, strict=True):
+            for name in RUNS:
+                r = _run(name, data, seed, Path(tmp))
                 results[name].append(r)
                 print(f"{name:30} {seed:>4} {r['tokens_per_s']:14.0f} {r['padding']:8.1%} {r['wall_s']:8.1f} "
                       f"{r['accuracy']:9.3f}", flush=True)  # fmt: skip
