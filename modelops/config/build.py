@@ -64,12 +64,8 @@ def compose(overrides: list[str] | None = None, config_name: str = "config"):
 
 def model_spec(ref: str):
     """A `ModelSpec` for a reference: a `conf/model` option name, else a path/alias/hub id as is."""
-    from modelops.config.paths import conf_dir
+    from modelops.models.resolve import model_option
     from modelops.models.spec import ModelSpec
 
-    option = conf_dir() / "model" / f"{ref}.yaml"
-    if option.is_file():
-        from omegaconf import OmegaConf
-
-        return instantiate(OmegaConf.load(option), "model")
-    return ModelSpec(name_or_path=ref)
+    node = model_option(ref)
+    return instantiate(node, "model") if node is not None else ModelSpec(name_or_path=ref)

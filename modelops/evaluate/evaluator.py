@@ -22,12 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from modelops.config.options import group_defaults
 from modelops.errors import EvaluationError
 from modelops.evaluate.results import EvalResults
 
 #: Metrics used when none are given, by data format.
 DEFAULT_METRICS = {
-    "classification": ["accuracy", "f1"],
+    "classification": ["accuracy", "f1", "precision", "recall", "confusion_matrix"],
     "text": ["loss", "perplexity", "bits_per_byte"],
     "completion": ["exact_match"],
     "instruction": ["exact_match"],
@@ -35,9 +36,12 @@ DEFAULT_METRICS = {
 }
 GENERATIVE_FORMATS = ("completion", "instruction", "chat")
 
+# The argument defaults are written once, in conf/evaluator/default.yaml, so Evaluator() scores as the CLI does.
+_DEFAULTS = group_defaults("evaluator")
+
 
 class Evaluator:
-    """Compute metrics for a model on a dataset split.
+    """Compute metrics for a model on a dataset split. Argument defaults come from `conf/evaluator/default.yaml`.
 
     Args:
         metrics: metric names (see `modelops.evaluate.metrics.known_metrics()`), dotted names or
@@ -62,17 +66,17 @@ class Evaluator:
 
     def __init__(
         self,
-        metrics: list | None = None,
-        batch_size: int = 32,
-        average: str = "macro",
-        split: str | None = None,
-        seed: int = 0,
-        max_length: int | None = None,
-        stride: int | None = None,
-        max_new_tokens: int = 32,
-        normalize: Sequence[str] = ("whitespace",),
-        prompt_template: str = "{text}\nLabel:",
-        choice_template: str = " {label}",
+        metrics: list | None = _DEFAULTS["metrics"],
+        batch_size: int = _DEFAULTS["batch_size"],
+        average: str = _DEFAULTS["average"],
+        split: str | None = _DEFAULTS["split"],
+        seed: int = _DEFAULTS["seed"],
+        max_length: int | None = _DEFAULTS["max_length"],
+        stride: int | None = _DEFAULTS["stride"],
+        max_new_tokens: int = _DEFAULTS["max_new_tokens"],
+        normalize: Sequence[str] = tuple(_DEFAULTS["normalize"]),
+        prompt_template: str = _DEFAULTS["prompt_template"],
+        choice_template: str = _DEFAULTS["choice_template"],
         device: str | None = None,
     ):
         if batch_size < 1:

@@ -134,18 +134,13 @@ def _from_adapter(path: Path, name: str) -> LoadedModel:
 
 def _conf_option(ref: str):
     """The `ModelSpec` of conf/model/<ref>.yaml, or None when there is no such option."""
-    from modelops.config.paths import conf_dir
+    from modelops.config.build import instantiate
+    from modelops.models.resolve import model_option
 
-    if "/" in ref or not (conf_dir() / "model" / f"{ref}.yaml").is_file():
+    node = model_option(ref)  # an option with a `???` (hf) raises ConfigError naming the key
+    if node is None:
         return None
-    from modelops.config.build import model_spec
-
-    try:
-        return model_spec(ref)
-    except ModelopsError:
-        raise
-    except Exception as exc:  # e.g. a `???` the option leaves to the user
-        raise ModelError(f"conf/model/{ref}.yaml does not give a loadable model ({exc})") from None
+    return instantiate(node, "model")
 
 
 def _from_base(source: str, name: str, data_format: str, labels, seed: int) -> LoadedModel:

@@ -1,10 +1,15 @@
-"""`TrainConfig`: the training loop's settings as plain typed fields (no torch import here)."""
+"""`TrainConfig`: the training loop's settings as plain typed fields (no torch import here).
+
+The default of every field is read from `conf/trainer/default.yaml`, the one place it is written, so
+`TrainConfig()`, `FineTuningJob(...)` and the CLI's `trainer=default` train alike.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from modelops.config.options import group_defaults
 from modelops.errors import ConfigError
 
 SCHEDULES = ("linear", "cosine", "constant")
@@ -16,10 +21,12 @@ TOO_LONG = ("truncate", "reject")
 #: Metrics the loop can track during training, per task (`loss` is the validation loss per target token).
 EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity")}
 
+_DEFAULTS = group_defaults("trainer")
+
 
 @dataclass
 class TrainConfig:
-    """How to train.
+    """How to train. Field defaults come from `conf/trainer/default.yaml`.
 
     Args:
         epochs: passes over the training split.
@@ -30,7 +37,9 @@ class TrainConfig:
         learning_rate: peak learning rate.
         weight_decay: AdamW weight decay (not applied to biases and norms).
         optimizer: a partial optimizer factory (`_target_: torch.optim.AdamW`, `_partial_: true`);
-            called with parameter groups and `lr`. Null means AdamW. AdamW runs fused on a GPU.
+            called with parameter groups and `lr`. Null (the dataclass default, which needs no torch
+            import) means `torch.optim.AdamW` with torch's own defaults, which is what the YAML's node
+            spells out. AdamW runs fused on a GPU.
         scheduler: `linear`, `cosine` or `constant`, after warmup.
         warmup_ratio: share of steps spent warming up the learning rate from 0.
         warmup_steps: warmup length in steps; overrides `warmup_ratio` when set.
@@ -62,36 +71,36 @@ class TrainConfig:
         preview_examples: how many training examples to show with their loss mask before training.
     """
 
-    epochs: int = 3
-    max_steps: int | None = None
-    batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.0
+    epochs: int = _DEFAULTS["epochs"]
+    max_steps: int | None = _DEFAULTS["max_steps"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    gradient_accumulation_steps: int = _DEFAULTS["gradient_accumulation_steps"]
+    learning_rate: float = _DEFAULTS["learning_rate"]
+    weight_decay: float = _DEFAULTS["weight_decay"]
     optimizer: Any = None
-    scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    warmup_steps: int | None = None
-    max_grad_norm: float | None = 1.0
-    batching: str = "group_by_length"
-    mixed_precision: str = "no"
-    seed: int = 0
-    log_every: int = 10
-    log_with: Any = None
-    eval_batch_size: int = 64
-    eval_every: int | None = None
-    eval_metric: str = "loss"
-    eval_mode: str = "auto"
-    early_stopping_patience: int | None = None
-    keep_best: bool = False
-    checkpoint_every: int | None = None
-    keep_checkpoints: int = 2
-    resume: str | None = "auto"
-    loss_on: str = "answer"
-    too_long: str = "truncate"
-    cache_dir: str | None = None
-    merge_adapter: bool = False
-    preview_examples: int = 1
+    scheduler: str = _DEFAULTS["scheduler"]
+    warmup_ratio: float = _DEFAULTS["warmup_ratio"]
+    warmup_steps: int | None = _DEFAULTS["warmup_steps"]
+    max_grad_norm: float | None = _DEFAULTS["max_grad_norm"]
+    batching: str = _DEFAULTS["batching"]
+    mixed_precision: str = _DEFAULTS["mixed_precision"]
+    seed: int = _DEFAULTS["seed"]
+    log_every: int = _DEFAULTS["log_every"]
+    log_with: Any = _DEFAULTS["log_with"]
+    eval_batch_size: int = _DEFAULTS["eval_batch_size"]
+    eval_every: int | None = _DEFAULTS["eval_every"]
+    eval_metric: str = _DEFAULTS["eval_metric"]
+    eval_mode: str = _DEFAULTS["eval_mode"]
+    early_stopping_patience: int | None = _DEFAULTS["early_stopping_patience"]
+    keep_best: bool = _DEFAULTS["keep_best"]
+    checkpoint_every: int | None = _DEFAULTS["checkpoint_every"]
+    keep_checkpoints: int = _DEFAULTS["keep_checkpoints"]
+    resume: str | None = _DEFAULTS["resume"]
+    loss_on: str = _DEFAULTS["loss_on"]
+    too_long: str = _DEFAULTS["too_long"]
+    cache_dir: str | None = _DEFAULTS["cache_dir"]
+    merge_adapter: bool = _DEFAULTS["merge_adapter"]
+    preview_examples: int = _DEFAULTS["preview_examples"]
 
     def __post_init__(self) -> None:
         for key, ok, rule in self._checks():
