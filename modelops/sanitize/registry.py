@@ -16,8 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from modelops.data.formats import FORMATS
 from modelops.errors import ConfigError
-from modelops.sanitize.step import FORMATS
 
 #: Short name -> the step class's import path (imported only when used).
 STEPS: dict[str, str] = {

@@ -36,7 +36,6 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "instruction": ("instruction", "input", "output"),
     "chat": ("messages",),
 }
-FORMATS: tuple[str, ...] = tuple(TEXT_FIELDS)
 
 
 @dataclass
