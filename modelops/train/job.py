@@ -127,7 +127,11 @@ class FineTuningJob:
     # -- control ------------------------------------------------------------------------------
 
     def start(self) -> FineTuningJob:
-        """Write the job's inputs to its run directory and start training in a new process; returns at once."""
+        """Write the job's inputs to its run directory and start training in a new process; returns at once.
+
+        The status stays `queued` until the new process takes the job (`validating`, then `running`), so
+        watch it with ``while not job.done:`` (or `wait()`), not with ``while job.status == "running":``.
+        """
         if self._process is not None or (self.run_dir / "job.json").exists():
             raise JobError(f"job in {self.run_dir} was already started")
         if self.dataset is None:
