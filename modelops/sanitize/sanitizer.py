@@ -212,7 +212,9 @@ class DatasetSanitizer:
                     f"{_WHERE}.{i}: step {step.name!r} works on {list(step.formats)} data, not on {format!r} data; "
                     "remove it from the steps for this dataset"
                 )
-            unknown = [s for s in step.splits or [] if split_names is not None and s not in split_names]
+            # The usual names may be listed for data that lacks some of them; any other name is likely a typo.
+            known = {*(split_names or []), "train", *EVAL_SPLITS}
+            unknown = [s for s in step.splits or [] if split_names is not None and s not in known]
             if unknown:
                 raise ConfigError(f"{_WHERE}.{i}.splits: {unknown} not among this dataset's splits {split_names}")
             try:
