@@ -120,6 +120,19 @@ def test_headerless_tsv_loads_with_columns_by_position(tmp_path):
     assert files.to_list() == dataset.to_list()
 
 
+def test_cli_headerless_tsv_with_columns_by_position(tmp_path):
+    path = _ag_news(tmp_path / "ag.tsv")
+    args = [f"dataset.train={path}", "dataset.header=false", "dataset.columns={text: 0, label: 1}", "sanitizer=none"]
+    proc = _cli(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = list((tmp_path / "outputs").glob("*/*"))
+    lineage = json.loads((run_dir / "data" / "lineage.json").read_text())
+    assert lineage["loaded"]["train"]["rows"] == len(AG_NEWS)
+    assert lineage["loaded"]["train"]["fingerprint"] == Dataset.from_records(
+        [{"text": text, "label": label} for text, label in AG_NEWS]
+    ).fingerprint("train")  # the same rows as written, the first one included
+
+
 def test_headerless_slow_path_names_the_line(tmp_path):
     path = tmp_path / "ag.tsv"
     path.write_text("first text\tBusiness\nno label here\nthird text\tSports\n")

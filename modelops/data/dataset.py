@@ -11,6 +11,7 @@ the formats and `loaders` for how files are read and checked.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -262,11 +263,11 @@ class Dataset:
         rows = self._only_split(f"ds[{key!r}]")
         if isinstance(key, slice):
             return rows.select(range(len(rows))[key]).to_list()  # rows as dicts, like ds[0]
-        if isinstance(key, bool) or not isinstance(key, int):
+        if isinstance(key, bool) or not isinstance(key, numbers.Integral):
             raise DataError(f"ds[{key!r}]: index a Dataset by split name (ds['train']) or by row number (ds[0])")
         if not -len(rows) <= key < len(rows):
             raise IndexError(f"row {key} is out of range: the {self.split_names[0]!r} split has {len(rows)} rows")
-        return rows[key % len(rows)]
+        return rows[int(key) % len(rows)]
 
     def __iter__(self):
         """The rows (dicts) of a one-split Dataset; with several splits, pick one: ``for row in ds["train"]``."""

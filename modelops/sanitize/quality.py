@@ -58,11 +58,14 @@ class QualityFilter(SanitizeStep):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("min_alpha_ratio", "max_symbol_ratio", "max_duplicate_line_fraction"):
-            _check_ratio(key, getattr(self, key))
-        for key in ("min_mean_word_length", "max_mean_word_length", "min_words", "min_words_repetition"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"quality.{key}: must be >= 0, got {getattr(self, key)}")
+        _check_ratio("min_alpha_ratio", self.min_alpha_ratio)
+        _check_ratio("max_symbol_ratio", self.max_symbol_ratio)
+        _check_ratio("max_duplicate_line_fraction", self.max_duplicate_line_fraction)
+        sizes = {"min_mean_word_length": self.min_mean_word_length, "max_mean_word_length": self.max_mean_word_length,
+                 "min_words": self.min_words, "min_words_repetition": self.min_words_repetition}  # fmt: skip
+        for key, value in sizes.items():
+            if value < 0:
+                raise ConfigError(f"quality.{key}: must be >= 0, got {value}")
         if self.max_mean_word_length < self.min_mean_word_length:
             raise ConfigError(
                 f"quality.max_mean_word_length: {self.max_mean_word_length} is below "

@@ -250,7 +250,6 @@ class DatasetSanitizer:
         import numpy as np
         import pyarrow.compute as pc
 
-        step.notes = {}
         marked = step(table, ctx)
         data = arrow_table(marked)  # a user's step may hand back a selection: this applies it
         found = np.flatnonzero(pc.not_equal(data.column(REASON), "").to_numpy(zero_copy_only=False))
