@@ -54,7 +54,7 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
     evaluator = instantiate(cfg.evaluator, "evaluator")
     data_dir = run_dir / "data"
     if is_main_process():
-        write_json(data_dir / "lineage.json", {"loaded": dataset.lineage()})
+        _save_loaded(dataset, data_dir)
     if "sanitize" in stages:
         dataset = _sanitize(cfg, dataset, data_dir)
     results: dict[str, Any] = {}
@@ -85,12 +85,29 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
     return results
 
 
+def _save_loaded(dataset, data_dir: Path) -> None:
+    """Lineage and load report in data/; rows skipped while loading (on_error=skip) printed and kept."""
+    import json
+
+    from modelops.io import atomic_path
+
+    write_json(data_dir / "lineage.json", {"loaded": dataset.lineage(), "load_report": dataset.load_report})
+    lines = dataset.skip_summary()
+    if not lines:
+        return
+    with atomic_path(data_dir / "skipped.jsonl") as tmp, tmp.open("w", encoding="utf-8") as fh:
+        for row in dataset.skipped_rows():
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print("\n".join([*lines, f"every skipped line (file, line, reason, raw text): {data_dir / 'skipped.jsonl'}"]))
+
+
 def _sanitize(cfg, dataset, data_dir: Path):
     sanitizer = instantiate(cfg.sanitizer, "sanitizer")
     clean = sanitizer.sanitize(dataset)
     if is_main_process():
         sanitizer.report.save(data_dir)
-        write_json(data_dir / "lineage.json", {"loaded": dataset.lineage(), "sanitized": clean.lineage()})
+        lineage = {"loaded": dataset.lineage(), "load_report": dataset.load_report, "sanitized": clean.lineage()}
+        write_json(data_dir / "lineage.json", lineage)
         print(sanitizer.report.table())
     emptied = [name for name in clean.split_names if len(clean[name]) == 0 and len(dataset[name]) > 0]
     if emptied:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 
 from modelops.errors import ConfigError
 from modelops.sanitize import DatasetSanitizer
 from modelops.sanitize.registry import STEPS
+from modelops.sanitize.step import SanitizeStep, mark
 from tests.test_sanitizer import make_dataset
 
 
@@ -56,17 +60,14 @@ def test_unknown_key_suggests_the_right_one():
     assert "did you mean 'threshold'" in _error([{"name": "near_dedup", "threshhold": 0.5}])
 
 
-class _Probe:
+@dataclass
+class _Probe(SanitizeStep):
     """A step that records whether it ever saw a row."""
 
-    name = "probe"
-
-    def __init__(self):
-        self.calls = 0
+    calls: int = 0
+    name: ClassVar[str] = "probe"
 
     def __call__(self, table, ctx):
-        from modelops.sanitize.step import mark
-
         self.calls += 1
         return mark(table, [""] * len(table))
 
@@ -103,11 +104,11 @@ def test_only_for_skips_the_step_on_other_formats():
 def test_hydra_config_error_names_the_full_key():
     from modelops.config.build import compose, instantiate
 
-    cfg = compose(["sanitizer=default", "sanitizer.steps.3.threshold=1.5"])
-    assert cfg.sanitizer.steps[3].name == "near_dedup"
+    cfg = compose(["sanitizer=default", "sanitizer.steps.4.threshold=1.5"])
+    assert cfg.sanitizer.steps[4].name == "near_dedup"
     with pytest.raises(ConfigError) as info:
         instantiate(cfg.sanitizer, "sanitizer")
-    assert str(info.value).startswith("sanitizer.steps.3.threshold:")
+    assert str(info.value).startswith("sanitizer.steps.4.threshold:")
 
 
 def test_unloadable_tokenizer_is_a_config_error(tmp_path):

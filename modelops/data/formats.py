@@ -69,6 +69,19 @@ CANONICAL_FIELDS = frozenset(f for spec in FORMATS.values() for f in spec.fields
 
 STRING_FIELDS = ("text", "prompt", "completion", "instruction", "output", "input")
 
+#: Usual column names of a canonical field, recognised when the field itself is missing. `input` and
+#: `output` are instruction fields; without an `instruction` column they are a prompt and its completion.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "text": ("sentence", "review", "content", "document"),
+    "prompt": ("question", "input"),
+    "completion": ("answer", "output"),
+    "label": ("labels", "category", "sentiment"),
+}
+
+
+class FormatNotDetected(DataError):
+    """No format's fields are among the columns (even under their usual names)."""
+
 
 class RowProblem(Exception):
     """One row that does not fit; `reason` is the short key it is counted under when skipped."""
@@ -141,10 +154,60 @@ def detect_format(found: list[str] | set[str], source: str) -> str:
         if set(FORMATS[name].required) <= present:
             return name
     tried = "; ".join(FORMATS[name].describe() for name in DETECTION_ORDER)
-    raise DataError(
+    raise FormatNotDetected(
         f"{source}: cannot detect the format: found fields {sorted(found)}; tried {tried} "
         f"(pass format=... and columns={{canonical: source}} to say which)"
     )
+
+
+def complete_mapping(
+    mapping: dict[str, str], found: list[str], fmt: str | None, source: str
+) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The format, and the mapping completed with columns recognised by their usual names (`ALIASES`).
+
+    Formats are tried most specific first (only `fmt` when given); the first whose required fields
+    are all present, directly or under a usual name, wins: ``sentence, label`` is classification,
+    ``question, answer`` completion. A field is only filled when it is missing.
+
+    Returns:
+        ``(format, {source: canonical}, recognised)``; `recognised` is every field of the format
+        with its source column when some column was recognised (for the report), else empty.
+
+    Raises:
+        FormatNotDetected: no format fits (without `fmt`).
+        DataError: two columns could both be the same field.
+    """
+    renamed = [mapping.get(name, name) for name in found]
+    for name in [fmt] if fmt else DETECTION_ORDER:
+        aliases = _aliases(name, renamed, source)
+        if aliases is None:
+            continue
+        full = {**mapping, **aliases}
+        return name, full, _field_sources(full, renamed, name) if aliases else {}
+    if fmt:
+        return fmt, mapping, {}  # the row checks name the missing field
+    detect_format(renamed, source)
+    raise AssertionError("detect_format found a format that complete_mapping did not")  # pragma: no cover
+
+
+def _aliases(fmt: str, present: list[str], source: str) -> dict[str, str] | None:
+    """``{column: field}`` filling `fmt`'s missing required fields from usual names; None when some cannot be."""
+    have = set(present) | ({"messages"} if SHAREGPT_FIELD in present else set())
+    options = {f: [a for a in ALIASES.get(f, ()) if a in have] for f in FORMATS[fmt].required if f not in have}
+    if any(not found for found in options.values()):
+        return None
+    for name, found in options.items():
+        if len(found) > 1:
+            raise DataError(
+                f"{source}: columns {found} could each be the {name!r} field; say which with "
+                f"columns: {{{name}: {found[0]}}}"
+            )
+    return {found[0]: name for name, found in options.items()}
+
+
+def _field_sources(full: dict[str, str], present: list[str], fmt: str) -> dict[str, str]:
+    inverse = {canonical: src for src, canonical in full.items()}
+    return {inverse.get(f, f): f for f in FORMATS[fmt].fields if f in inverse or f in present}
 
 
 # -- one row ----------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ key arrays, so no per-row Python object outlives the pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import xxhash
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import StepContext, map_batches, mark, present_fields, row_texts
+from modelops.sanitize.step import SanitizeStep, StepContext, map_batches, mark, present_fields, row_texts
 
 # The column that is the answer for the row's input: same input, different answer = a conflict.
 _TARGETS = {"classification": "label", "completion": "completion", "instruction": "output"}
@@ -61,7 +62,7 @@ def conflicting_rows(input_keys: np.ndarray, kept: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class ExactDedup:
+class ExactDedup(SanitizeStep):
     """Keep the first row of each group with identical normalised content.
 
     Rows whose input matches another row's but whose label (or completion/output) differs are
@@ -69,14 +70,20 @@ class ExactDedup:
     or `drop` every row of the conflicting input. Formats without an answer (text, chat) have
     no conflicts.
 
+    On a split other than train, a row identical to a train row (as train entered this step) is
+    ``copy_of_train:row=<i>``: by default reported, not removed (see `SanitizeStep.splits`), so a
+    test set stays comparable while its overlap with train is counted and shown.
+
     Args:
         on_conflict: `keep`, `drop` or `report`.
     """
 
     on_conflict: str = "report"
-    name: str = "exact_dedup"
+    name: ClassVar[str] = "exact_dedup"
+    reads_train: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.on_conflict not in _ON_CONFLICT:
             raise ConfigError(f"exact_dedup.on_conflict: {self.on_conflict!r} is not one of {list(_ON_CONFLICT)}")
 
@@ -96,7 +103,20 @@ class ExactDedup:
         # Row indices are positions in the table this step saw, i.e. after earlier steps.
         rows = conflicts[:20].tolist()
         self.notes = {} if self.on_conflict == "keep" else {"conflicting_rows": len(conflicts), "rows": rows}
+        if ctx.train is not None:
+            copies, train_rows = rows_in(full, next(_keys(ctx.train, ctx, target)))
+            reasons[copies] = [f"copy_of_train:row={i}" for i in train_rows.tolist()]
+            self.notes["copies_of_train"] = len(copies)
         return mark(table, _string_array(reasons))
+
+
+def rows_in(keys: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of `keys` found in `reference`, and the first position of each in `reference`."""
+    order = np.argsort(reference, kind="stable")
+    ordered = reference[order]
+    at = np.minimum(np.searchsorted(ordered, keys), max(len(ordered) - 1, 0))
+    found = np.flatnonzero(ordered[at] == keys) if len(ordered) else np.empty(0, dtype=np.int64)
+    return found, order[at[found]]
 
 
 def _string_array(values: np.ndarray):

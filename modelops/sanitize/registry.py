@@ -1,9 +1,9 @@
 """Steps by short name, and building steps from config entries with errors that name the config key.
 
 A config entry is a step object, a short name (``"near_dedup"``), or a mapping with either
-``name: <short name>`` or ``_target_: <import path>`` plus the step's parameters, and optionally
-``only_for: [<format>, ...]``: the entry runs on those formats only and is skipped on the others
-(without it, a step that cannot handle the dataset's format is an error). Every problem
+``name: <short name>`` or ``_target_: <import path>`` plus the step's parameters, including those
+every step has (`modelops.sanitize.step.SanitizeStep`): ``only_for: [<format>, ...]`` and
+``splits: [<split>, ...]``. Every problem
 (an unknown name or target, an unknown or mistyped key, a value the step refuses) is a
 `ConfigError` naming ``<where>.<index>.<key>``, e.g. ``sanitizer.steps.2.threshold``.
 """
@@ -16,8 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from modelops.data.formats import FORMATS
 from modelops.errors import ConfigError
+from modelops.sanitize.step import SanitizeStep
 
 #: Short name -> the step class's import path (imported only when used).
 STEPS: dict[str, str] = {
@@ -46,11 +46,12 @@ def build_step(entry: Any, where: str) -> Any:
     if isinstance(entry, str):
         entry = {"name": entry}
     if not isinstance(entry, Mapping):
-        if callable(entry):
+        if isinstance(entry, SanitizeStep):
             return entry
-        raise ConfigError(f"{where}: expected a step name, a mapping or a step object, got {type(entry).__name__}")
+        raise ConfigError(
+            f"{where}: expected a step name, a mapping or a step object (a SanitizeStep), got {type(entry).__name__}"
+        )
     params = {k: v for k, v in entry.items() if k not in _HYDRA_KEYS}
-    only_for = _only_for(params.pop("only_for", None), f"{where}.only_for")
     if "_target_" in entry:
         cls = _import(entry["_target_"], f"{where}._target_")
     else:
@@ -63,19 +64,9 @@ def build_step(entry: Any, where: str) -> Any:
         cls = _import(STEPS[short], f"{where}.name")
     _check_keys(cls, params, where)
     step = _construct(cls, params, where)
-    if only_for is not None:
-        step.only_for = only_for
+    if not isinstance(step, SanitizeStep):
+        raise ConfigError(f"{where}: {cls.__qualname__} is not a step: subclass modelops.sanitize.step.SanitizeStep")
     return step
-
-
-def _only_for(value: Any, key: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    values = [value] if isinstance(value, str) else list(value)
-    unknown = [v for v in values if v not in FORMATS]
-    if unknown or not values:
-        raise ConfigError(f"{key}: {values!r} must be a non-empty list of formats from {list(FORMATS)}")
-    return tuple(values)
 
 
 def rekey(exc: ConfigError, where: str) -> ConfigError:
