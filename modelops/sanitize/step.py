@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from modelops.data.formats import FORMATS
 from modelops.errors import ConfigError
 
 REASON = "__reason"
