@@ -90,9 +90,9 @@ class FineTuningJob:
         from modelops.config.validate import validate
 
         validate(cfg)
-        dataset = instantiate(cfg.dataset, "dataset")
+        dataset = instantiate(cfg.dataset, "dataset", cfg.allowed_targets)
         if "sanitize" in cfg.stages:
-            dataset = instantiate(cfg.sanitizer, "sanitizer").sanitize(dataset)
+            dataset = instantiate(cfg.sanitizer, "sanitizer", cfg.allowed_targets).sanitize(dataset)
         job = cls(model=OmegaConf.to_container(cfg.model), dataset=dataset, output_dir=output_dir)
         job.trainer_node = OmegaConf.to_container(cfg.trainer)
         return job
