@@ -243,8 +243,8 @@ class Dataset:
     def __getitem__(self, split: str):
         try:
             return self._splits[split]
-        except KeyError:
-            raise DataError(f"no split {split!r}; this dataset has {self.split_names}") from None
+        except KeyError as exc:
+            raise DataError(f"no split {split!r}; this dataset has {self.split_names}") from exc
 
     def __contains__(self, split: str) -> bool:
         return split in self._splits

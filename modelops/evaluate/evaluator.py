@@ -192,7 +192,7 @@ class Evaluator:
         except (KeyError, IndexError) as exc:
             raise EvaluationError(
                 f"evaluator.prompt_template/choice_template: unknown field {exc}; use {{text}} and {{label}}"
-            ) from None
+            ) from exc
         max_length = self.max_length or _context_length(loaded.model)
         return choice_loglikelihoods(loaded.model, loaded.tokenizer, prompts, choices, self.batch_size, max_length)
 
