@@ -203,6 +203,14 @@ def test_allowed_targets_trust_a_package_for_nested_construction_too():
     assert "outside" in _refusal("tests.test_evaluator.error_rate")  # the trust ends with the block
 
 
+@pytest.mark.parametrize(
+    ("value", "key"), [("mypkg", "allowed_targets"), ("[mypkg,'']", "allowed_targets.1"), ("[1]", "allowed_targets.0")]
+)
+def test_allowed_targets_must_be_a_list_of_names(value, key):
+    with pytest.raises(ConfigError, match=rf"^{key}: expected"):
+        validate(compose([f"allowed_targets={value}"]))
+
+
 def test_library_target_keys_are_checked_against_its_signature():
     with pytest.raises(ConfigError, match=r"^trainer\.optimizer\.betaz: unknown key \(did you mean 'betas'\?\)"):
         validate(compose(["+trainer.optimizer.betaz=[0.9,0.99]"]))

@@ -38,7 +38,7 @@ def validate(cfg) -> None:
     except InterpolationResolutionError as exc:
         raise ConfigError(f"{exc.full_key}: {exc.msg}") from exc
     _check_keys("", data, TOP_LEVEL)
-    allowed = tuple(data.get("allowed_targets") or ())
+    allowed = _allowed_targets(data.get("allowed_targets"))
     for stage in data.get("stages") or []:
         if stage not in STAGES:
             hint = did_you_mean(stage, STAGES)
@@ -51,6 +51,17 @@ def validate(cfg) -> None:
     for i, metric in enumerate((data.get("evaluator") or {}).get("metrics") or []):
         if isinstance(metric, str) and "." in metric:
             check_target(f"evaluator.metrics.{i}", metric, allowed)
+
+
+def _allowed_targets(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"allowed_targets: expected a list, e.g. allowed_targets=[mypkg], got {value!r}")
+    for i, entry in enumerate(value):
+        if not isinstance(entry, str) or not entry.strip("."):
+            raise ConfigError(f"allowed_targets.{i}: expected an import prefix or a dotted name, got {entry!r}")
+    return tuple(value)
 
 
 def check_node(path: str, node: Any, allowed: tuple[str, ...] = ()) -> None:

@@ -13,7 +13,8 @@ a config node ``{_target_: mypkg.metrics.mine, some_option: 1}`` (the other keys
 or a callable. Such a metric is called on what the evaluation predicts for the data: on classification data
 ``fn(predictions, references, num_labels, average)`` with class-id arrays, like the registered ones; on
 completion/instruction/chat data ``fn(predictions, references)`` with lists of generated and reference strings.
-Its result is stored under the function's ``__name__``.
+Its result is stored under the function's ``__name__``. Dotted names and nodes are checked like every config
+target (`modelops.config.targets`): ``mypkg`` must be in ``allowed_targets``; a callable needs no check.
 
 Every metric function takes ``(predictions, references, num_labels, average)``: two integer arrays of class ids in
 ``range(num_labels)`` and an averaging mode, and returns a float (``confusion_matrix`` returns a list of lists).
