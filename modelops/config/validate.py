@@ -27,7 +27,12 @@ _SPECIAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
 
 def validate(cfg) -> None:
-    """Raise `ConfigError` naming the key for the first problem found in the composed config."""
+    """Check the composed config `cfg` before anything is built or loaded.
+
+    Raises:
+        ConfigError: naming the full key of the first problem found (an unknown key, a wrong type,
+            a missing value, an unknown stage, a refused target).
+    """
     from omegaconf import OmegaConf
     from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
