@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from modelops.errors import ModelopsError
+    from modelops.errors import ModelopsError, report
     from modelops.run import is_main_process, run, summary
     from modelops.sweep import objective_value
 
@@ -17,11 +16,7 @@ def _task(cfg) -> float | None:
     try:
         results = run(cfg, run_dir)
     except (ModelopsError, OSError) as exc:
-        if os.environ.get("MODELOPS_DEBUG"):
-            raise
-        # An OSError here is the machine's (a full disk, a path that cannot be written): name the file.
-        where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
-        print(f"error: {where}{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}", file=sys.stderr)
+        print(report(exc), file=sys.stderr)  # one line; the traceback with its causes under MODELOPS_DEBUG
         sys.exit(2)
     if is_main_process():
         print(summary(results, run_dir))
@@ -35,12 +30,12 @@ def main() -> None:
     from modelops.config.recipes import register_recipes
     from modelops.config.resolvers import register_resolvers
     from modelops.distributed import prepare_argv
-    from modelops.errors import ModelopsError
+    from modelops.errors import ModelopsError, report
 
     try:
         sys.argv = prepare_argv(sys.argv)
     except ModelopsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(report(exc), file=sys.stderr)
         sys.exit(2)
     register_recipes()
     register_resolvers()

@@ -47,11 +47,12 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
     transformers.utils.logging.disable_progress_bar()
 
     stages = list(cfg.stages)
+    allowed = tuple(cfg.allowed_targets or ())
     # Dependency order: the data first, the model spec before the trainer and the evaluator.
-    dataset = instantiate(cfg.dataset, "dataset")
-    spec = instantiate(cfg.model, "model")
-    trainer = instantiate(cfg.trainer, "trainer")
-    evaluator = instantiate(cfg.evaluator, "evaluator")
+    dataset = instantiate(cfg.dataset, "dataset", allowed)
+    spec = instantiate(cfg.model, "model", allowed)
+    trainer = instantiate(cfg.trainer, "trainer", allowed)
+    evaluator = instantiate(cfg.evaluator, "evaluator", allowed)
     data_dir = run_dir / "data"
     if is_main_process():
         _save_loaded(dataset, data_dir)
@@ -102,7 +103,7 @@ def _save_loaded(dataset, data_dir: Path) -> None:
 
 
 def _sanitize(cfg, dataset, data_dir: Path):
-    sanitizer = instantiate(cfg.sanitizer, "sanitizer")
+    sanitizer = instantiate(cfg.sanitizer, "sanitizer", tuple(cfg.allowed_targets or ()))
     clean = sanitizer.sanitize(dataset)
     if is_main_process():
         sanitizer.report.save(data_dir)

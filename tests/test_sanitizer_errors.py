@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import pytest
 
+from modelops.config.targets import trusting
 from modelops.errors import ConfigError
 from modelops.sanitize import DatasetSanitizer
 from modelops.sanitize.registry import STEPS
@@ -31,6 +32,9 @@ def test_unknown_target_is_named():
     message = _error([{"_target_": "modelops.sanitize.filters.NoSuchFilter"}])
     assert message.startswith("sanitizer.steps.0._target_:") and "does not exist" in message
     message = _error([{"_target_": "no_such_package.Step"}])
+    assert message.startswith("sanitizer.steps.0._target_:") and "outside the allowed prefixes" in message
+    with trusting(["no_such_package"]):
+        message = _error([{"_target_": "no_such_package.Step"}])
     assert message.startswith("sanitizer.steps.0._target_:") and "cannot import" in message
 
 

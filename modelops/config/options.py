@@ -35,7 +35,7 @@ def _load(group: str, name: str) -> dict[str, Any] | None:
     try:
         return OmegaConf.to_container(OmegaConf.load(path), throw_on_missing=True)
     except MissingMandatoryValue as exc:
-        raise ConfigError(f"conf/{group}/{name}.yaml: {group}.{exc.full_key} is ??? and must be given") from None
+        raise ConfigError(f"conf/{group}/{name}.yaml: {group}.{exc.full_key} is ??? and must be given") from exc
 
 
 def group_defaults(group: str) -> dict[str, Any]:

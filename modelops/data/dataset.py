@@ -258,8 +258,8 @@ class Dataset:
         if isinstance(key, str):
             try:
                 return self._splits[key]
-            except KeyError:
-                raise DataError(f"no split {key!r}; this dataset has {self.split_names}") from None
+            except KeyError as exc:
+                raise DataError(f"no split {key!r}; this dataset has {self.split_names}") from exc
         rows = self._only_split(f"ds[{key!r}]")
         if isinstance(key, slice):
             return rows.select(range(len(rows))[key]).to_list()  # rows as dicts, like ds[0]

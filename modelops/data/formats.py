@@ -96,8 +96,8 @@ def get_format(name: str) -> Format:
     """The `Format` called `name`; DataError listing the known ones otherwise."""
     try:
         return FORMATS[name]
-    except KeyError:
-        raise DataError(f"unknown format {name!r}; known formats are {list(FORMATS)}") from None
+    except KeyError as exc:
+        raise DataError(f"unknown format {name!r}; known formats are {list(FORMATS)}") from exc
 
 
 # -- column mapping ---------------------------------------------------------------------------

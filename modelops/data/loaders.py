@@ -156,7 +156,7 @@ def load_file(
                     f"{exc}. Its first row looks like data, not column names: if the file has no header row, "
                     "set header: false (dataset.header=false) and give the columns by position, "
                     "e.g. columns: {text: 0, label: 1}"
-                ) from None
+                ) from exc
             raise
     if kind == "parquet":
         return load_table(_parquet(path), source=str(path), **options)
@@ -315,7 +315,7 @@ class _Builder:
         try:
             table = pa.concat_tables(self._tables, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise DataError(f"{self.source}: a column holds different types in different rows ({exc})") from None
+            raise DataError(f"{self.source}: a column holds different types in different rows ({exc})") from exc
         table = formats.canonical_table(table, self.fmt)
         self.report.rows = table.num_rows
         return Loaded(table, self.fmt, self.report)
@@ -374,7 +374,7 @@ def _rows_to_table(rows: list[dict], source: str, first: str | None) -> Any:
         try:
             arrays[key] = pa.array([row.get(key) for row in rows])
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-            raise DataError(f"{source}: column {key!r} (in the rows from {first} on) cannot be stored: {exc}") from None
+            raise DataError(f"{source}: column {key!r} (in the rows from {first} on) cannot be stored: {exc}") from exc
     return pa.table(arrays)
 
 
@@ -427,13 +427,13 @@ def _json_rows(path: Path) -> Iterator[tuple[Place, Any, None]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: bytes that are not UTF-8 ({exc.reason})") from None
+        raise DataError(f"{path}:{line}: bytes that are not UTF-8 ({exc.reason})") from exc
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from exc
     if isinstance(document, dict) and isinstance(document.get("data"), list):
         document = document["data"]
     if not isinstance(document, list):
@@ -540,7 +540,7 @@ def _parquet(path: Path) -> Any:
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
 def _table_rows(table: Any, source: str) -> Iterator[tuple[Place, Any, None]]:
@@ -565,14 +565,14 @@ def load_hf(path: str | os.PathLike, *, config_name: str | None = None, revision
         try:
             loaded = datasets.load_from_disk(str(local))
         except (FileNotFoundError, ValueError) as exc:
-            raise DataError(f"{local}: not a dataset saved with datasets' save_to_disk ({exc})") from None
+            raise DataError(f"{local}: not a dataset saved with datasets' save_to_disk ({exc})") from exc
     else:
         try:
             loaded = datasets.load_dataset(str(path), name=config_name, revision=revision)
         except Exception as exc:  # the hub raises many types; all mean "could not get it"
             raise DataError(
                 f"{path}: no such local path, and loading it from the Hugging Face Hub failed: {exc}"
-            ) from None
+            ) from exc
     if isinstance(loaded, datasets.Dataset):
         return {"train": hf_table(loaded)}
     return {name: hf_table(part) for name, part in loaded.items()}

@@ -87,9 +87,10 @@ class Evaluator:
             from modelops.evaluate.metrics import resolve_metrics
 
             try:
-                resolve_metrics(metrics)  # an unknown metric fails now, not after training
+                # An unknown metric fails now, not after training; resolved here, inside the config's trust.
+                metrics = resolve_metrics(metrics)
             except EvaluationError as exc:
-                raise EvaluationError(f"evaluator.metrics: {exc}") from None
+                raise EvaluationError(f"evaluator.metrics: {exc}") from exc
         self.metrics = list(metrics) if metrics is not None else None
         self.batch_size = batch_size
         self.average = average
@@ -195,7 +196,7 @@ class Evaluator:
         except (KeyError, IndexError) as exc:
             raise EvaluationError(
                 f"evaluator.prompt_template/choice_template: unknown field {exc}; use {{text}} and {{label}}"
-            ) from None
+            ) from exc
         max_length = self.max_length or _context_length(loaded.model)
         return choice_loglikelihoods(loaded.model, loaded.tokenizer, prompts, choices, self.batch_size, max_length)
 

@@ -13,7 +13,8 @@ a config node ``{_target_: mypkg.metrics.mine, some_option: 1}`` (the other keys
 or a callable. Such a metric is called on what the evaluation predicts for the data: on classification data
 ``fn(predictions, references, num_labels, average)`` with class-id arrays, like the registered ones; on
 completion/instruction/chat data ``fn(predictions, references)`` with lists of generated and reference strings.
-Its result is stored under the function's ``__name__``.
+Its result is stored under the function's ``__name__``. Dotted names and nodes are checked like every config
+target (`modelops.config.targets`): ``mypkg`` must be in ``allowed_targets``; a callable needs no check.
 
 Every metric function takes ``(predictions, references, num_labels, average)``: two integer arrays of class ids in
 ``range(num_labels)`` and an averaging mode, and returns a float (``confusion_matrix`` returns a list of lists).
@@ -36,8 +37,6 @@ class with neither) is 0, as with ``zero_division=0``.
 
 from __future__ import annotations
 
-import functools
-import importlib
 import string
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -46,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from modelops.errors import EvaluationError
+from modelops.errors import EvaluationError, did_you_mean
 
 AVERAGES = ("macro", "micro", "weighted", "binary")
 
@@ -191,15 +190,19 @@ class Metric:
     fn: Callable[..., Any] | None = None
 
 
-def resolve_metrics(entries: Sequence[Any]) -> list[Metric]:
+def resolve_metrics(entries: Sequence[Any], allowed: Sequence[str] = ()) -> list[Metric]:
     """Turn metric names, dotted names, ``{_target_: ...}`` nodes and callables into :class:`Metric` objects.
+
+    Dotted names and ``_target_`` nodes are checked and built the way every config target is
+    (`modelops.config.build`); `allowed` adds import prefixes or exact names to trust (``allowed_targets``).
 
     Raises:
         EvaluationError: For an entry that is none of these; the message lists the known names.
+        ConfigError: For a dotted name or target that is refused or cannot be imported, naming ``metrics.<i>``.
     """
     if isinstance(entries, str | Mapping) or callable(entries):
         entries = [entries]
-    metrics = [_resolve_one(entry) for entry in entries]
+    metrics = [_resolve_one(entry, f"metrics.{i}", allowed) for i, entry in enumerate(entries)]
     names = [metric.name for metric in metrics]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -207,7 +210,9 @@ def resolve_metrics(entries: Sequence[Any]) -> list[Metric]:
     return metrics
 
 
-def _resolve_one(entry: Any) -> Metric:
+def _resolve_one(entry: Any, key: str, allowed: Sequence[str]) -> Metric:
+    if isinstance(entry, Metric):
+        return entry
     if isinstance(entry, str):
         if entry in CLASSIFICATION_METRICS:
             return Metric(entry, "classification", CLASSIFICATION_METRICS[entry])
@@ -216,15 +221,13 @@ def _resolve_one(entry: Any) -> Metric:
         if entry in GENERATIVE_METRICS:
             return Metric(entry, "generative", GENERATIVE_METRICS[entry])
         if "." in entry:
-            return _custom(_import(entry, entry))
+            return _custom(_import({"_target_": entry, "_partial_": True}, key, allowed))
     elif isinstance(entry, Mapping) and "_target_" in entry:
-        options = {k: v for k, v in entry.items() if not (k.startswith("_") and k.endswith("_"))}
-        fn = _import(entry["_target_"], entry)
-        return _custom(functools.partial(fn, **options) if options else fn)
+        return _custom(_import({**entry, "_partial_": True}, key, allowed))
     elif callable(entry):
         return _custom(entry)
     raise EvaluationError(
-        f"unknown metric {entry!r}; known metrics: {', '.join(known_metrics())} "
+        f"unknown metric {entry!r}{did_you_mean(entry, known_metrics())}; known metrics: {', '.join(known_metrics())} "
         "(or a dotted name / {_target_: module.function} of your own)"
     )
 
@@ -236,17 +239,11 @@ def _custom(fn: Callable[..., Any]) -> Metric:
     return Metric(name, "custom", fn)
 
 
-def _import(target: str, entry: Any) -> Callable[..., Any]:
-    module_name, _, attr = target.rpartition(".")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise EvaluationError(
-            f"metric {entry!r}: cannot import {target!r} ({exc}); known metrics: {', '.join(known_metrics())}"
-        ) from None
-    if not callable(fn):
-        raise EvaluationError(f"metric {entry!r}: {target!r} is not callable")
-    return fn
+def _import(node: dict[str, Any], key: str, allowed: Sequence[str]) -> Callable[..., Any]:
+    """The metric function of a ``_target_`` node, its other keys bound (a partial), checked like any target."""
+    from modelops.config.build import instantiate
+
+    return instantiate(node, key, allowed)
 
 
 def _as_labels(values, name: str, num_labels: int) -> np.ndarray:

@@ -79,7 +79,7 @@ def load_for_evaluation(ref: Any, data_format: str, labels: list[str] | None, se
             "a PEFT adapter directory, a transformers model directory, a conf/model option, "
             "a built-in alias (minilm, tiny-llama, tiny-gpt2), a hub id"
         )
-        raise ModelError(f"Evaluator: cannot load model {text!r}: {exc}. Accepted: {tried}") from None
+        raise ModelError(f"Evaluator: cannot load model {text!r}: {exc}. Accepted: {tried}") from exc
 
 
 def task_of_model(model) -> str:
@@ -128,7 +128,7 @@ def _from_adapter(path: Path, name: str) -> LoadedModel:
     try:
         model = auto.from_pretrained(str(path), use_safetensors=True)
     except OSError as exc:
-        raise ModelError(f"adapter {path}: cannot load it or its base model ({exc})") from None
+        raise ModelError(f"adapter {path}: cannot load it or its base model ({exc})") from exc
     return LoadedModel(model.eval(), load_tokenizer(str(path)), task, name, _model_labels(model, task))
 
 

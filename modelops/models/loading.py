@@ -21,7 +21,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as exc:
-        raise ModelError(f"model {name_or_path!r}: cannot load a tokenizer from {source} ({exc})") from None
+        raise ModelError(f"model {name_or_path!r}: cannot load a tokenizer from {source} ({exc})") from exc
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -61,7 +61,7 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | Non
     try:
         model = auto.from_pretrained(source, **kwargs)
     except OSError as exc:
-        raise ModelError(f"model {spec.name_or_path!r}: cannot load from {source} ({exc})") from None
+        raise ModelError(f"model {spec.name_or_path!r}: cannot load from {source} ({exc})") from exc
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if spec.peft is not None:

@@ -10,13 +10,11 @@ every step has (`modelops.sanitize.step.SanitizeStep`): ``only_for: [<format>, .
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from modelops.errors import ConfigError
+from modelops.errors import ConfigError, did_you_mean
 from modelops.sanitize.step import SanitizeStep
 
 #: Short name -> the step class's import path (imported only when used).
@@ -36,13 +34,20 @@ _HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_")
 _LEADING_KEY = re.compile(r"^[A-Za-z_][\w-]*((?:\.[\w-]+)+):\s")
 
 
-def build_steps(entries: list[Any], where: str = "sanitizer.steps") -> list[Any]:
-    """Step objects for config entries (see the module docstring); step objects pass through."""
-    return [build_step(entry, f"{where}.{i}") for i, entry in enumerate(entries)]
+def build_steps(entries: list[Any], where: str = "sanitizer.steps", allowed: Sequence[str] = ()) -> list[Any]:
+    """Step objects for config entries (see the module docstring); step objects pass through.
+
+    `allowed`: import prefixes or exact names trusted for ``_target_`` besides the defaults
+    (see `modelops.config.targets`).
+    """
+    return [build_step(entry, f"{where}.{i}", allowed) for i, entry in enumerate(entries)]
 
 
-def build_step(entry: Any, where: str) -> Any:
+def build_step(entry: Any, where: str, allowed: Sequence[str] = ()) -> Any:
     """One step object from one config entry; `where` is its config key (``sanitizer.steps.2``)."""
+    from modelops.config.build import construct
+    from modelops.config.validate import check_node
+
     if isinstance(entry, str):
         entry = {"name": entry}
     if not isinstance(entry, Mapping):
@@ -52,21 +57,28 @@ def build_step(entry: Any, where: str) -> Any:
             f"{where}: expected a step name, a mapping or a step object (a SanitizeStep), got {type(entry).__name__}"
         )
     params = {k: v for k, v in entry.items() if k not in _HYDRA_KEYS}
-    if "_target_" in entry:
-        cls = _import(entry["_target_"], f"{where}._target_")
-    else:
-        short = params.pop("name", None)
-        if short not in STEPS:
-            raise ConfigError(
-                f"{where}.name: unknown step {short!r}{_suggest(short)}; known steps: {sorted(STEPS)} "
-                "(or give `_target_: <import path>` of your own step)"
-            )
-        cls = _import(STEPS[short], f"{where}.name")
-    _check_keys(cls, params, where)
-    step = _construct(cls, params, where)
+    node = {"_target_": entry.get("_target_") or _short_name(params.pop("name", None), where), **params}
+    check_node(where, node, tuple(allowed))
+    try:
+        step = construct(node, where, allowed)
+    except ConfigError as exc:
+        if str(exc).startswith(f"{where}:"):
+            raise  # already named by its key here (a failure the step did not raise itself)
+        raise rekey(exc, where) from exc
     if not isinstance(step, SanitizeStep):
-        raise ConfigError(f"{where}: {cls.__qualname__} is not a step: subclass modelops.sanitize.step.SanitizeStep")
+        raise ConfigError(
+            f"{where}: {type(step).__qualname__} is not a step: subclass modelops.sanitize.step.SanitizeStep"
+        )
     return step
+
+
+def _short_name(short: Any, where: str) -> str:
+    if short not in STEPS:
+        raise ConfigError(
+            f"{where}.name: unknown step {short!r}{did_you_mean(short, STEPS)}; known steps: {sorted(STEPS)} "
+            "(or give `_target_: <import path>` of your own step)"
+        )
+    return STEPS[short]
 
 
 def rekey(exc: ConfigError, where: str) -> ConfigError:
@@ -76,40 +88,3 @@ def rekey(exc: ConfigError, where: str) -> ConfigError:
     if match:
         return ConfigError(f"{where}{match.group(1)}: {message[match.end() :]}")
     return ConfigError(f"{where}: {message}")
-
-
-def _import(target: Any, key: str):
-    if not isinstance(target, str) or "." not in target:
-        raise ConfigError(f"{key}: {target!r} is not an import path like 'package.module.Class'")
-    module_name, _, attr = target.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{key}: cannot import {target!r} ({exc}); known steps: {sorted(STEPS)}") from None
-    if not hasattr(module, attr):
-        raise ConfigError(f"{key}: {target!r} does not exist; known steps: {sorted(STEPS)}")
-    return getattr(module, attr)
-
-
-def _check_keys(cls, params: dict[str, Any], where: str) -> None:
-    """Unknown keys and wrong scalar types, with the config's own checker, for modelops steps."""
-    if not cls.__module__.startswith("modelops."):
-        return  # a user's step: its constructor's TypeError is reported below
-    from modelops.config.validate import check_node
-
-    target = f"{cls.__module__}.{cls.__qualname__}"
-    check_node(where, {"_target_": target, **params}, (target,))
-
-
-def _construct(cls, params: dict[str, Any], where: str):
-    try:
-        return cls(**params)
-    except ConfigError as exc:
-        raise rekey(exc, where) from None
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _suggest(word: Any) -> str:
-    close = difflib.get_close_matches(str(word), list(STEPS), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -220,7 +220,7 @@ class DatasetSanitizer:
             try:
                 step.check(ctx)
             except ConfigError as exc:
-                raise rekey(exc, f"{_WHERE}.{i}") from None
+                raise rekey(exc, f"{_WHERE}.{i}") from exc
 
     def _eval_texts(self, dataset) -> list[str]:
         if not any(step.uses_eval_texts for step in self.active_steps(dataset.format)):
@@ -311,4 +311,4 @@ def _load_tokenizer(ref: str):
     try:
         return AutoTokenizer.from_pretrained(ref)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"sanitizer.tokenizer: cannot load a tokenizer from {ref!r}: {exc}") from None
+        raise ConfigError(f"sanitizer.tokenizer: cannot load a tokenizer from {ref!r}: {exc}") from exc

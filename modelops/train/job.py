@@ -104,9 +104,9 @@ class FineTuningJob:
         from modelops.config.validate import validate
 
         validate(cfg)
-        dataset = instantiate(cfg.dataset, "dataset")
+        dataset = instantiate(cfg.dataset, "dataset", cfg.allowed_targets)
         if "sanitize" in cfg.stages:
-            dataset = instantiate(cfg.sanitizer, "sanitizer").sanitize(dataset)
+            dataset = instantiate(cfg.sanitizer, "sanitizer", cfg.allowed_targets).sanitize(dataset)
         job = cls(model=OmegaConf.to_container(cfg.model), dataset=dataset, output_dir=output_dir)
         job.trainer_node = OmegaConf.to_container(cfg.trainer)
         return job
@@ -143,7 +143,7 @@ class FineTuningJob:
             self.dataset.save_to_disk(self.run_dir / "data" / "input")
             write_json(self.run_dir / SPEC_FILE, {"model": self.model_node, "trainer": self.trainer_node})
         except OSError as exc:
-            raise JobError(f"{self.run_dir}: cannot write the run directory ({exc.strerror or exc})") from None
+            raise JobError(f"{self.run_dir}: cannot write the run directory ({exc.strerror or exc})") from exc
         # The child imports modelops from where this process did, installed or not.
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
