@@ -15,7 +15,7 @@ import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -26,7 +26,7 @@ from modelops.models.spec import ModelSpec
 from modelops.train.checkpoint import Checkpointer, LoopState
 from modelops.train.config import TrainConfig
 from modelops.train.evaluation import EvalSchedule
-from modelops.train.metrics_log import MetricsLog
+from modelops.train.metrics_log import MetricSink, MetricsLog
 from modelops.train.record import JobRecord
 from modelops.train.stopping import StopRequest, TrainingCancelled
 
@@ -116,7 +116,12 @@ def _resume_key(dataset, spec: ModelSpec, config: TrainConfig, accelerator, tota
 
 
 def train(
-    spec: ModelSpec, dataset, config: TrainConfig, run_dir: str | Path, record: JobRecord | None = None
+    spec: ModelSpec,
+    dataset,
+    config: TrainConfig,
+    run_dir: str | Path,
+    record: JobRecord | None = None,
+    metric_sinks: Sequence[MetricSink] = (),
 ) -> TrainResult:
     """Fine-tune `spec` on `dataset["train"]`, write `metrics.jsonl`, checkpoints and `model/` in `run_dir`.
 
@@ -127,6 +132,8 @@ def train(
         config: the loop's settings.
         run_dir: the run directory (only the main process writes to it).
         record: the run's `job.json` writer, updated with progress and events.
+        metric_sinks: more places for every metrics row (called on the main process), beside
+            `metrics.jsonl` and the `trainer.log_with` trackers.
 
     Raises:
         TrainingCancelled: on SIGTERM/SIGINT, after writing a checkpoint.
@@ -154,7 +161,7 @@ def train(
     if resumed_from is None:
         set_seed(config.seed, device_specific=True)  # per-process dropout streams
     stepper = _Stepper(accelerator, model, optimizer, scheduler, spec.task == "causal_lm", config.max_grad_norm)
-    log = _setup_logging(accelerator, config, spec, run_dir, record, total_steps, state.step)
+    log = _setup_logging(accelerator, config, spec, run_dir, record, total_steps, state.step, metric_sinks)
     evaluation = EvalSchedule(accelerator, model, data.validation, data.eval_collate, config, stepper.causal,
                               len(dataset.labels or []), log, record, checkpoints.save_best)  # fmt: skip
     record.update(status="running", total_steps=total_steps)
@@ -213,10 +220,10 @@ def _setup_data(accelerator, dataset, tokenizer, spec: ModelSpec, config: TrainC
 
 
 def _setup_logging(accelerator, config: TrainConfig, spec: ModelSpec, run_dir: Path, record: JobRecord,
-                   total_steps: int, initial_step: int) -> MetricsLog:  # fmt: skip
+                   total_steps: int, initial_step: int, extra: Sequence[MetricSink]) -> MetricsLog:  # fmt: skip
     from modelops.train.metrics_log import jsonl_sink, tracker_sink
 
-    sinks = [jsonl_sink(run_dir / "metrics.jsonl")]
+    sinks = [jsonl_sink(run_dir / "metrics.jsonl"), *extra]
     if config.trackers:
         flat = {k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, int | float | str | bool)}
         accelerator.init_trackers("modelops", config={**flat, "model": spec.name_or_path})
