@@ -129,6 +129,9 @@ class Checkpointer:
         self.accelerator.wait_for_everyone()
         try:
             self.accelerator.save_state(str(tmp))
+            self.accelerator.wait_for_everyone()
+            if main:
+                (tmp / COMPLETE).write_text(f"{step}\n")
         except Exception as exc:
             # A failed write (a full disk, say) leaves nothing behind and frees what it took.
             free = shutil.disk_usage(self.root).free
@@ -137,9 +140,7 @@ class Checkpointer:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.accelerator.wait_for_everyone()
         if main:
-            (tmp / COMPLETE).write_text(f"{step}\n")
             shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover of the same step
             os.replace(tmp, final)
             prune(self.run_dir, self.keep)
