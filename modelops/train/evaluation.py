@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from modelops.models.labels import IGNORE_INDEX
 from modelops.train.batching import eval_batches
 from modelops.train.config import TrainConfig
+from modelops.train.record import JobRecord
+
+if TYPE_CHECKING:
+    from modelops.train.checkpoint import LoopState
+    from modelops.train.metrics_log import MetricsLog
 
 _BATCH_KEYS = ("num_tokens", "num_targets", "labels")
 
@@ -106,7 +112,7 @@ class EvalSchedule:
     """
 
     def __init__(self, accelerator, model, validation, collate, config: TrainConfig, causal: bool, num_labels: int,
-                 log, record, save_best):  # fmt: skip
+                 log: MetricsLog, record: JobRecord, save_best: Callable[[str], None]):  # fmt: skip
         self.accelerator, self.model, self.validation, self.collate = accelerator, model, validation, collate
         self.config, self.causal, self.num_labels = config, causal, num_labels
         self.log, self.record, self.save_best = log, record, save_best
@@ -116,7 +122,7 @@ class EvalSchedule:
         every = self.config.eval_every
         return bool(every) and (step % every == 0 or last)
 
-    def __call__(self, state) -> None:
+    def __call__(self, state: LoopState) -> None:
         """Evaluate at `state.step`, update the best in `state`, and decide on early stopping."""
         config = self.config
         metrics = evaluate(self.accelerator, self.model, self.validation, self.collate, config, self.causal,

@@ -182,6 +182,7 @@ def _loop(state: LoopState, windows: Iterator[list[dict[str, Any]]], stepper: _S
           evaluation: EvalSchedule, checkpoints: Checkpointer, config: TrainConfig, total_steps: int,
           record: JobRecord) -> None:  # fmt: skip
     """Step until the step budget, early stopping or a stop signal (which checkpoints, then raises)."""
+    stepper.model.train()  # from_pretrained gives a model in eval mode: dropout on from here
     with StopRequest() as stop:
         while state.step < total_steps and not evaluation.stopped_early:
             loss = stepper.step(next(windows))
