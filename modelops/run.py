@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from modelops.config.build import instantiate
 from modelops.config.validate import validate
+from modelops.distributed import is_main_process
 from modelops.errors import DataError
 from modelops.io import write_json
 from modelops.train.record import JobRecord
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def run(cfg, run_dir: str | Path) -> dict[str, Any]:

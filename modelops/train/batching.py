@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from modelops.errors import DataError
+from modelops.models.labels import IGNORE_INDEX
 
 # Rows are sorted by length inside windows of this many batches, so batches stay random
 # across the epoch while each batch holds rows of similar length.
 _MEGABATCH = 50
-IGNORE_INDEX = -100
 
 
 def tokenize_classification(table, tokenizer, label2id: dict[str, int], max_length: int):

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelops.errors import DataError
-
-IGNORE_INDEX = -100
+from modelops.models.labels import IGNORE_INDEX
 
 
 def pack(tokenized, max_length: int):

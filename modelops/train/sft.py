@@ -18,11 +18,8 @@ import warnings
 from typing import Any
 
 from modelops.errors import ConfigError, DataError
+from modelops.models.labels import IGNORE_INDEX
 from modelops.models.templates import segments
-
-IGNORE_INDEX = -100
-LOSS_ON = ("answer", "all")
-TOO_LONG = ("truncate", "reject")
 
 
 def tokenize_causal_lm(
@@ -47,13 +44,13 @@ def tokenize_causal_lm(
         each answer keeps its label even when the pad token is the EOS token.
 
     Raises:
-        ConfigError: an unknown `loss_on`/`too_long` or a `max_length` below 2.
+        ConfigError: a `max_length` below 2 (`TrainConfig` checks `loss_on` and `too_long`).
         DataError: a row too long with too_long="reject", or a row where no token carries loss; the
             message names the row (1-based, as in the rest of modelops).
     """
     import datasets
 
-    _check_options(max_length, loss_on, too_long)
+    _check_options(max_length)
     bos = _bos_to_add(tokenizer)
     # Text rows are all answer; "all" also keeps an EOS written inside the text from ending the loss there.
     mode = "all" if fmt == "text" else loss_on
@@ -93,11 +90,7 @@ def tokenize_causal_lm(
     return tokenized.remove_columns("_truncated")
 
 
-def _check_options(max_length: int, loss_on: str, too_long: str) -> None:
-    if loss_on not in LOSS_ON:
-        raise ConfigError(f"loss_on={loss_on!r} is not one of {list(LOSS_ON)}")
-    if too_long not in TOO_LONG:
-        raise ConfigError(f"too_long={too_long!r} is not one of {list(TOO_LONG)}")
+def _check_options(max_length: int) -> None:
     if not isinstance(max_length, int) or max_length < 2:
         raise ConfigError(f"max_length={max_length!r} must be an integer >= 2")
 

@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
 
+from modelops.distributed import is_main_process
 from modelops.errors import ModelopsError
 from modelops.train.record import JobRecord
-
-
-class _Cancelled(BaseException):
-    """Raised in the training process by SIGTERM/SIGINT."""
-
-
-def _on_signal(signum, frame):
-    raise _Cancelled(signal.Signals(signum).name)
+from modelops.train.stopping import StopRequest
 
 
 def _validate_and_load(run_dir: Path):
@@ -49,17 +42,17 @@ def main(run_dir: str) -> int:
 
     run_dir = Path(run_dir)
     # Under `accelerate launch` every rank runs this; only the first one writes job.json.
-    record = JobRecord(run_dir / "job.json", enabled=int(os.environ.get("RANK", "0")) == 0)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    record = JobRecord(run_dir / "job.json", enabled=is_main_process())
     datasets.disable_progress_bars()
     try:
-        record.update(status="validating", pid=os.getpid())
-        spec, config, dataset = _validate_and_load(run_dir)
-        from modelops.train.loop import train
+        # Until the loop takes the signals over (to finish its step and checkpoint), they stop at once.
+        with StopRequest(defer=False):
+            record.update(status="validating", pid=os.getpid())
+            spec, config, dataset = _validate_and_load(run_dir)
+            from modelops.train.loop import train
 
-        result = train(spec, dataset, config, run_dir, record)
-    except (_Cancelled, KeyboardInterrupt) as exc:  # TrainingCancelled is a KeyboardInterrupt
+            result = train(spec, dataset, config, run_dir, record)
+    except KeyboardInterrupt as exc:  # TrainingCancelled is one too
         record.update(status="cancelled", error=f"cancelled by {exc}")
         return 1
     except ModelopsError as exc:
