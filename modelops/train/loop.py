@@ -151,7 +151,7 @@ def train(
     set_seed(config.seed)
     model, tokenizer = _setup_model(spec, dataset.labels, config.seed)
     # The data needs the tokenizer; the step count needs the sharded loader; the scheduler needs the step count.
-    data, loader = _setup_data(accelerator, dataset, tokenizer, spec, config, run_dir, record)
+    data, loader = _setup_data(accelerator, dataset, tokenizer, model, spec, config, run_dir, record)
     total_steps = config.max_steps or math.ceil(len(loader) / config.gradient_accumulation_steps) * config.epochs
     optimizer, scheduler = _setup_optimizer(model, config, total_steps, accelerator.device)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
@@ -202,11 +202,15 @@ def _loop(state: LoopState, windows: Iterator[list[dict[str, Any]]], stepper: _S
                 _checkpoint(checkpoints, stepper, loss, record)
 
 
-def _setup_data(accelerator, dataset, tokenizer, spec: ModelSpec, config: TrainConfig, run_dir: Path, record):
+def _setup_data(accelerator, dataset, tokenizer, model, spec: ModelSpec, config: TrainConfig, run_dir: Path, record):
     """Tokenised, batched data (shown in the preview) and its loader prepared for this process."""
     from modelops.train.data import setup_data
+    from modelops.train.packing import packed_layout
 
-    data = setup_data(dataset, tokenizer, spec, config)
+    layout = packed_layout(model) if config.batching == "packing" else "block_mask"
+    if config.batching == "packing":
+        _announce(accelerator, record, f"packing: {layout} layout ({_LAYOUT_WHY[layout]})")
+    data = setup_data(dataset, tokenizer, spec, config, layout)
     record.event("data ready", cache_hits=data.cache_hits, train_batches=len(data.loader))
     if accelerator.is_main_process and data.preview:
         from modelops.io import atomic_path
@@ -218,6 +222,20 @@ def _setup_data(accelerator, dataset, tokenizer, spec: ModelSpec, config: TrainC
     if len(loader) == 0:
         raise JobError("the train split gives no batch on this process")
     return data, loader
+
+
+_LAYOUT_WHY = {
+    "flat": "flash attention, varlen kernels, no padding",
+    "position_ids": "no mask: transformers keeps examples apart by position_ids",
+    "block_mask": "this model ignores restarting position_ids: explicit block-diagonal mask",
+}
+
+
+def _announce(accelerator, record: JobRecord, message: str) -> None:
+    """A setup choice, printed once (main process) and kept in job.json."""
+    record.event(message)
+    if accelerator.is_main_process:
+        print(message)
 
 
 def _setup_logging(accelerator, config: TrainConfig, spec: ModelSpec, run_dir: Path, record: JobRecord,
