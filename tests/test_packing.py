@@ -137,7 +137,7 @@ def test_padding_free_packing_lets_no_token_see_another_example(tiny_models, lay
     collate = causal_lm_collator(tokenizer.pad_token_id, packed=True, layout=layout)
     a, b = [7, 8, 9, 10, 11], [20, 21, 22, 23]
     rows = [{"input_ids": a + b, "labels": a + b, "position_ids": [0, 1, 2, 3, 4, 0, 1, 2, 3]}]
-    changed = [{**rows[0], "input_ids": [40, 41, 42, 43, 44] + b}]
+    changed = [{**rows[0], "input_ids": [40, 41, 42, 43, 44, *b]}]
     with torch.no_grad():
         before, after = model(**collate(rows)).logits[0], model(**collate(changed)).logits[0]
     torch.testing.assert_close(before[5:], after[5:], atol=1e-6, rtol=1e-6)

@@ -62,7 +62,9 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
         )
 
 
-def setup_data(dataset, tokenizer, spec: ModelSpec, config: TrainConfig, packed_layout: str = "block_mask") -> TrainData:
+def setup_data(
+    dataset, tokenizer, spec: ModelSpec, config: TrainConfig, packed_layout: str = "block_mask"
+) -> TrainData:
     """Tokenise (through the cache) and batch the train split; tokenise validation when evaluating.
 
     Args:
