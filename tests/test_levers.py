@@ -1,4 +1,4 @@
-"""Memory and speed levers: gradient checkpointing, compile, precision choice, and clear errors for the GPU-only ones."""
+"""Memory and speed levers: gradient checkpointing, compile, the precision choice, clear errors for GPU-only ones."""
 
 from __future__ import annotations
 
@@ -26,12 +26,15 @@ def _train(tmp_path, spec=None, **options):
 
     spec = spec or ModelSpec(name_or_path="tiny-llama", task="causal_lm", max_length=128)
     options = {"learning_rate": 2e-3, "warmup_ratio": 0.0, "log_every": 1, "resume": None, "batch_size": 8,
-               "cache_dir": str(tmp_path / "cache"), "preview_examples": 0, "checkpoint_every": None, **options}  # fmt: skip
+               "cache_dir": str(tmp_path / "cache"), "preview_examples": 0, "checkpoint_every": None,
+               **options}  # fmt: skip
     return train(spec, _instruction(32), TrainConfig(**options), tmp_path / "run")
 
 
 def _losses(run_dir) -> list[float]:
-    return [row["loss"] for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in row]
+    return [
+        row["loss"] for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in row
+    ]
 
 
 def _loss_and_grads(checkpointing: bool):
@@ -117,9 +120,9 @@ def test_quantization_values_and_its_need_for_an_adapter_are_checked():
 
 def test_the_cli_validates_the_new_keys(tmp_path):
     """The YAML defaults and the dataclass agree: the composed trainer and hf model carry the new keys."""
-    from hydra import compose, initialize_config_dir
-
     from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(Path(__file__).parents[1] / "conf"), version_base=None):
         cfg = compose("config", overrides=["model=hf", "model.name_or_path=x"])
