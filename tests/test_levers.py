@@ -133,8 +133,12 @@ def test_the_cli_validates_the_new_keys(tmp_path):
 @pytest.mark.slow
 def test_compile_trains_like_eager(tmp_path):
     """torch.compile (inductor on CPU) computes the same losses as eager, step for step."""
+    from torch._dynamo.utils import counters
+
     _train(tmp_path / "eager", max_steps=4)
+    counters.clear()
     _train(tmp_path / "compiled", max_steps=4, compile=True)
+    assert counters["stats"]["unique_graphs"] > 0  # dynamo did compile the forward
     eager, compiled = _losses(tmp_path / "eager" / "run"), _losses(tmp_path / "compiled" / "run")
     assert compiled[-1] < compiled[0]
     torch.testing.assert_close(torch.tensor(compiled), torch.tensor(eager), atol=1e-4, rtol=1e-4)

@@ -50,8 +50,8 @@ class TrainConfig:
         mixed_precision: `auto` (bf16 on a GPU that supports it, else fp32; the choice is printed),
             `no` (fp32), `fp16` or `bf16`; an explicit fp16/bf16 on a machine without a GPU falls back
             to `no` with a warning (bf16 matmuls are slow on CPUs).
-        compile: run the model through `torch.compile` (Accelerate's inductor backend): fused kernels,
-            after a first steps' compile time.
+        compile: compile the model's forward with `torch.compile` (inductor, in place): fused
+            kernels, after compiling on the first steps (and again for new batch shapes).
         liger: causal LMs on a CUDA GPU: Liger kernels (the `liger-kernel` package) for RMSNorm, RoPE
             and SwiGLU/GeGLU in place of transformers' own.
         seed: seeds python, numpy, torch and the data order.

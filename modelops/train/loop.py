@@ -71,8 +71,6 @@ def _setup_accelerator(config: TrainConfig, run_dir: Path, record: JobRecord):
     # Without a GPU, Accelerate only sees several torchrun processes (MULTI_CPU over gloo) when told `cpu`.
     options["cpu"] = not torch.cuda.is_available()
     precision, why = _precision(config.mixed_precision, record)
-    # trainer.compile: Accelerate's prepare wraps the model in torch.compile (inductor), and unwraps it to save.
-    options["dynamo_backend"] = "inductor" if config.compile else "no"
     # The loop steps the scheduler once per optimizer step itself (not num_processes times, as Accelerate would).
     accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False, **options)
     _announce(accelerator, record, f"precision: {'fp32' if precision == 'no' else precision} ({why})")
@@ -167,6 +165,10 @@ def train(
     total_steps = config.max_steps or math.ceil(len(loader) / config.gradient_accumulation_steps) * config.epochs
     optimizer, scheduler = _setup_optimizer(model, config, total_steps, accelerator.device)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if config.compile:
+        # In place (Module.compile): parameter names and checkpoints stay those of the plain model. Not
+        # Accelerate's dynamo_backend: that is process-wide state, fixed by the first Accelerator made.
+        model.compile()
     state = LoopState(key=_resume_key(dataset, spec, config, accelerator, total_steps))
     checkpoints = Checkpointer(accelerator, model, state, run_dir, config.keep_checkpoints)
     resumed_from = _resume(checkpoints, config.resume, run_dir, record)
