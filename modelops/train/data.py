@@ -78,7 +78,8 @@ def setup_data(
     hits = {"train": hit}
     validation = eval_collate = None
     if config.eval_every:
-        validation, eval_collate, hits["validation"], _ = build(dataset, "validation", tokenizer, spec, config, False)
+        evaluated = build(dataset, "validation", tokenizer, spec, config, False, packed_layout)  # never packed
+        validation, eval_collate, hits["validation"], _ = evaluated
     loader = train_loader(train, collate, config.batch_size, config.seed, config.batching)
     return TrainData(loader, loader.batch_sampler, validation, eval_collate, hits, preview)
 
@@ -103,7 +104,7 @@ def _cached(dataset, split: str, tokenizer, spec, config, packing: bool, build):
     return cached_dataset(key, build, _cache_dir(config))
 
 
-def _classification(dataset, split, tokenizer, spec, config, packing, layout="block_mask"):
+def _classification(dataset, split, tokenizer, spec, config, packing, layout):
     def build():
         return tokenize_classification(dataset[split], tokenizer, dataset.label2id, spec.max_length)
 
@@ -111,7 +112,7 @@ def _classification(dataset, split, tokenizer, spec, config, packing, layout="bl
     return tokenized.select_columns(model_columns(tokenized)), classification_collator(tokenizer), hit, ""
 
 
-def _causal_lm(dataset, split, tokenizer, spec, config, packing, layout="block_mask"):
+def _causal_lm(dataset, split, tokenizer, spec, config, packing, layout):
     from modelops.train.packing import causal_lm_collator, pack
     from modelops.train.sft import tokenize_causal_lm
 
@@ -149,8 +150,8 @@ def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> s
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
     if spec.task == "causal_lm":
         shown = dataclasses.replace(config, preview_examples=n)
-        return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing")[3]
-    tokenized = _classification(dataset, "train", tokenizer, spec, config, False)[0]
+        return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing", "block_mask")[3]
+    tokenized = _classification(dataset, "train", tokenizer, spec, config, False, "block_mask")[0]
     names = dataset.labels or []
     rows = tokenized.select(range(min(n, len(tokenized))))
     return "\n".join(

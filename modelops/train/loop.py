@@ -246,9 +246,9 @@ _LAYOUT_WHY = {
 
 
 def _announce(accelerator, record: JobRecord, message: str) -> None:
-    """A setup choice, printed once (main process) and kept in job.json."""
-    record.event(message)
+    """A setup choice, printed once and kept in job.json (by the main process only)."""
     if accelerator.is_main_process:
+        record.event(message)
         print(message)
 
 
