@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modelops.errors import ModelError
+from modelops.errors import ConfigError, ModelError
 from modelops.models.resolve import resolve_name_or_path
 from modelops.models.spec import ModelSpec
 
@@ -56,19 +56,75 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | Non
             "id2label": dict(enumerate(labels)),
             "label2id": {name: i for i, name in enumerate(labels)},
         }
+    if spec.quantization:
+        kwargs |= _quantization(spec.quantization)
     auto = getattr(transformers, _AUTO_CLASSES[spec.task])
     _refuse_pickled_weights(spec.name_or_path, source)
     try:
         model = auto.from_pretrained(source, **kwargs)
     except OSError as exc:
         raise ModelError(f"model {spec.name_or_path!r}: cannot load from {source} ({exc})") from exc
-    if spec.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    # Non-reentrant checkpointing gives gradients to adapters whose frozen base inputs need none.
+    checkpointing = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    if spec.quantization:
+        from peft import prepare_model_for_kbit_training
+
+        # Norms in fp32, inputs requiring grad, and checkpointing if asked: what a 4-bit base needs to train.
+        model = prepare_model_for_kbit_training(model, spec.gradient_checkpointing, **checkpointing)
+    elif spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable(**checkpointing)
+        if spec.peft is not None:
+            model.enable_input_require_grads()  # a frozen embedding would cut the checkpointed graph
     if spec.peft is not None:
         from peft import get_peft_model
 
         model = get_peft_model(model, spec.peft)
     return model
+
+
+def _quantization(kind: str) -> dict[str, Any]:
+    """from_pretrained arguments for a 4-bit NF4 base (QLoRA), on this process's GPU."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"model.quantization={kind}: bitsandbytes 4-bit weights need a CUDA GPU; set model.quantization=null"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"model.quantization={kind}: needs the bitsandbytes package (pip install 'modelops[gpu]')")
+    from accelerate import PartialState
+    from transformers import BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=kind, bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )  # fmt: skip
+    # A quantised model is loaded onto its GPU (it cannot be moved later): each process its own.
+    return {"quantization_config": config, "device_map": {"": PartialState().local_process_index}}
+
+
+def apply_liger(model) -> None:
+    """Swap transformers' RMSNorm, RoPE and MLP activations of `model` for Liger's Triton kernels, in place.
+
+    Liger's fused linear cross-entropy stays off: it replaces the model's forward to compute the loss
+    itself, and the loop computes its loss from the logits (summed over each step's targets).
+
+    Raises:
+        ConfigError: no CUDA GPU, or the `liger-kernel` package is not installed.
+    """
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("trainer.liger=true: Liger kernels need a CUDA GPU; set trainer.liger=false")
+    if importlib.util.find_spec("liger_kernel") is None:
+        raise ConfigError("trainer.liger=true: needs the liger-kernel package (pip install 'modelops[gpu]')")
+    from transformers.integrations.liger import apply_liger_kernel
+
+    apply_liger_kernel(model, {"fused_linear_cross_entropy": False, "cross_entropy": False})
 
 
 def _refuse_pickled_weights(ref: str, source: str) -> None:

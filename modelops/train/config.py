@@ -13,7 +13,7 @@ from modelops.config.options import group_defaults
 from modelops.errors import ConfigError
 
 SCHEDULES = ("linear", "cosine", "constant")
-PRECISIONS = ("no", "fp16", "bf16")
+PRECISIONS = ("auto", "no", "fp16", "bf16")
 BATCHING = ("pad", "group_by_length", "packing")
 EVAL_MODES = ("auto", "min", "max")
 LOSS_ON = ("answer", "all")
@@ -47,8 +47,13 @@ class TrainConfig:
         batching: `pad` (shuffled batches padded to their longest row), `group_by_length` (rows of
             similar length batched together) or `packing` (causal LMs: rows concatenated up to
             `model.max_length`, each still attending only to itself).
-        mixed_precision: `no`, `fp16` or `bf16`; on a machine without a GPU it falls back to `no`
-            with a warning (bf16 matmuls are slow on CPUs).
+        mixed_precision: `auto` (bf16 on a GPU that supports it, else fp32; the choice is printed),
+            `no` (fp32), `fp16` or `bf16`; an explicit fp16/bf16 on a machine without a GPU falls back
+            to `no` with a warning (bf16 matmuls are slow on CPUs).
+        compile: compile the model's forward with `torch.compile` (inductor, in place): fused
+            kernels, after compiling on the first steps (and again for new batch shapes).
+        liger: causal LMs on a CUDA GPU: Liger kernels (the `liger-kernel` package) for RMSNorm, RoPE
+            and SwiGLU/GeGLU in place of transformers' own.
         seed: seeds python, numpy, torch and the data order.
         log_every: log loss, learning rate and tokens/s every this many optimizer steps.
         log_with: Accelerate trackers (`tensorboard`, `wandb`, `mlflow`, `trackio`, ... or a list);
@@ -101,6 +106,8 @@ class TrainConfig:
     cache_dir: str | None = _DEFAULTS["cache_dir"]
     merge_adapter: bool = _DEFAULTS["merge_adapter"]
     preview_examples: int = _DEFAULTS["preview_examples"]
+    compile: bool = _DEFAULTS["compile"]
+    liger: bool = _DEFAULTS["liger"]
 
     def __post_init__(self) -> None:
         for key, ok, rule in self._checks():

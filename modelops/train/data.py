@@ -62,15 +62,24 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
         )
 
 
-def setup_data(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainData:
-    """Tokenise (through the cache) and batch the train split; tokenise validation when evaluating."""
+def setup_data(
+    dataset, tokenizer, spec: ModelSpec, config: TrainConfig, packed_layout: str = "block_mask"
+) -> TrainData:
+    """Tokenise (through the cache) and batch the train split; tokenise validation when evaluating.
+
+    Args:
+        packed_layout: with `trainer.batching=packing`, how batches keep packed examples apart
+            (`modelops.train.packing.LAYOUTS`; `packing.packed_layout(model)` chooses it for a model).
+    """
     check_task(spec, dataset, config)
     build = _classification if spec.task == "seq_cls" else _causal_lm
-    train, collate, hit, preview = build(dataset, "train", tokenizer, spec, config, config.batching == "packing")
+    packing = config.batching == "packing"
+    train, collate, hit, preview = build(dataset, "train", tokenizer, spec, config, packing, packed_layout)
     hits = {"train": hit}
     validation = eval_collate = None
     if config.eval_every:
-        validation, eval_collate, hits["validation"], _ = build(dataset, "validation", tokenizer, spec, config, False)
+        evaluated = build(dataset, "validation", tokenizer, spec, config, False, packed_layout)  # never packed
+        validation, eval_collate, hits["validation"], _ = evaluated
     loader = train_loader(train, collate, config.batch_size, config.seed, config.batching)
     return TrainData(loader, loader.batch_sampler, validation, eval_collate, hits, preview)
 
@@ -95,7 +104,7 @@ def _cached(dataset, split: str, tokenizer, spec, config, packing: bool, build):
     return cached_dataset(key, build, _cache_dir(config))
 
 
-def _classification(dataset, split, tokenizer, spec, config, packing):
+def _classification(dataset, split, tokenizer, spec, config, packing, layout):
     def build():
         return tokenize_classification(dataset[split], tokenizer, dataset.label2id, spec.max_length)
 
@@ -103,7 +112,7 @@ def _classification(dataset, split, tokenizer, spec, config, packing):
     return tokenized.select_columns(model_columns(tokenized)), classification_collator(tokenizer), hit, ""
 
 
-def _causal_lm(dataset, split, tokenizer, spec, config, packing):
+def _causal_lm(dataset, split, tokenizer, spec, config, packing, layout):
     from modelops.train.packing import causal_lm_collator, pack
     from modelops.train.sft import tokenize_causal_lm
 
@@ -125,7 +134,7 @@ def _causal_lm(dataset, split, tokenizer, spec, config, packing):
 
     # The eager attention adds the mask to the scores: it needs an additive float mask, not a boolean one.
     mask_dtype = getattr(torch, spec.dtype) if packing and spec.attn_implementation == "eager" else None
-    inner = causal_lm_collator(tokenizer.pad_token_id, packed=packing, mask_dtype=mask_dtype)
+    inner = causal_lm_collator(tokenizer.pad_token_id, packed=packing, layout=layout, mask_dtype=mask_dtype)
     collate = CountingCollator(inner, causal=True)
     return tokenized.select_columns(model_columns(tokenized)), collate, hit, preview
 
@@ -141,8 +150,8 @@ def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> s
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
     if spec.task == "causal_lm":
         shown = dataclasses.replace(config, preview_examples=n)
-        return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing")[3]
-    tokenized = _classification(dataset, "train", tokenizer, spec, config, False)[0]
+        return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing", "block_mask")[3]
+    tokenized = _classification(dataset, "train", tokenizer, spec, config, False, "block_mask")[0]
     names = dataset.labels or []
     rows = tokenized.select(range(min(n, len(tokenized))))
     return "\n".join(

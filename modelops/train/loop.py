@@ -45,15 +45,21 @@ class TrainResult:
     resumed_from: str | None = None
 
 
-def _precision(requested: str, record: JobRecord) -> str:
+def _precision(requested: str, record: JobRecord) -> tuple[str, str]:
+    """The mixed precision to train in, and why: `auto` is bf16 on a GPU that has it, fp32 otherwise."""
     import torch
 
-    if requested != "no" and not torch.cuda.is_available():
+    gpu = torch.cuda.is_available()
+    if requested == "auto":
+        if gpu and torch.cuda.is_bf16_supported():
+            return "bf16", "GPU supports it"
+        return "no", "GPU without bf16" if gpu else "CPU"
+    if requested != "no" and not gpu:
         message = f"trainer.mixed_precision={requested} needs a GPU; training in fp32 on this machine"
         warnings.warn(message, stacklevel=3)
         record.event(message)
-        return "no"
-    return requested
+        return "no", "CPU"
+    return requested, f"trainer.mixed_precision={requested}"
 
 
 def _setup_accelerator(config: TrainConfig, run_dir: Path, record: JobRecord):
@@ -64,16 +70,20 @@ def _setup_accelerator(config: TrainConfig, run_dir: Path, record: JobRecord):
     options: dict[str, Any] = {"log_with": trackers, "project_dir": str(run_dir)} if trackers else {}
     # Without a GPU, Accelerate only sees several torchrun processes (MULTI_CPU over gloo) when told `cpu`.
     options["cpu"] = not torch.cuda.is_available()
-    precision = _precision(config.mixed_precision, record)
+    precision, why = _precision(config.mixed_precision, record)
     # The loop steps the scheduler once per optimizer step itself (not num_processes times, as Accelerate would).
-    return Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False, **options)
+    accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False, **options)
+    _announce(accelerator, record, f"precision: {'fp32' if precision == 'no' else precision} ({why})")
+    return accelerator
 
 
-def _setup_model(spec: ModelSpec, labels: list[str] | None, seed: int):
-    from modelops.models.loading import load_model, load_tokenizer
+def _setup_model(spec: ModelSpec, labels: list[str] | None, seed: int, liger: bool):
+    from modelops.models.loading import apply_liger, load_model, load_tokenizer
 
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
     model = load_model(spec, labels=labels if spec.task == "seq_cls" else None, seed=seed)
+    if liger:
+        apply_liger(model)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
@@ -149,12 +159,16 @@ def train(
     accelerator = _setup_accelerator(config, run_dir, record)
     record.enabled = record.enabled and accelerator.is_main_process
     set_seed(config.seed)
-    model, tokenizer = _setup_model(spec, dataset.labels, config.seed)
+    model, tokenizer = _setup_model(spec, dataset.labels, config.seed, config.liger)
     # The data needs the tokenizer; the step count needs the sharded loader; the scheduler needs the step count.
-    data, loader = _setup_data(accelerator, dataset, tokenizer, spec, config, run_dir, record)
+    data, loader = _setup_data(accelerator, dataset, tokenizer, model, spec, config, run_dir, record)
     total_steps = config.max_steps or math.ceil(len(loader) / config.gradient_accumulation_steps) * config.epochs
     optimizer, scheduler = _setup_optimizer(model, config, total_steps, accelerator.device)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if config.compile:
+        # In place (Module.compile): parameter names and checkpoints stay those of the plain model. Not
+        # Accelerate's dynamo_backend: that is process-wide state, fixed by the first Accelerator made.
+        model.compile()
     state = LoopState(key=_resume_key(dataset, spec, config, accelerator, total_steps))
     checkpoints = Checkpointer(accelerator, model, state, run_dir, config.keep_checkpoints)
     resumed_from = _resume(checkpoints, config.resume, run_dir, record)
@@ -202,11 +216,15 @@ def _loop(state: LoopState, windows: Iterator[list[dict[str, Any]]], stepper: _S
                 _checkpoint(checkpoints, stepper, loss, record)
 
 
-def _setup_data(accelerator, dataset, tokenizer, spec: ModelSpec, config: TrainConfig, run_dir: Path, record):
+def _setup_data(accelerator, dataset, tokenizer, model, spec: ModelSpec, config: TrainConfig, run_dir: Path, record):
     """Tokenised, batched data (shown in the preview) and its loader prepared for this process."""
     from modelops.train.data import setup_data
+    from modelops.train.packing import packed_layout
 
-    data = setup_data(dataset, tokenizer, spec, config)
+    layout = packed_layout(model) if config.batching == "packing" else "block_mask"
+    if config.batching == "packing":
+        _announce(accelerator, record, f"packing: {layout} layout ({_LAYOUT_WHY[layout]})")
+    data = setup_data(dataset, tokenizer, spec, config, layout)
     record.event("data ready", cache_hits=data.cache_hits, train_batches=len(data.loader))
     if accelerator.is_main_process and data.preview:
         from modelops.io import atomic_path
@@ -218,6 +236,20 @@ def _setup_data(accelerator, dataset, tokenizer, spec: ModelSpec, config: TrainC
     if len(loader) == 0:
         raise JobError("the train split gives no batch on this process")
     return data, loader
+
+
+_LAYOUT_WHY = {
+    "flat": "flash attention, varlen kernels, no padding",
+    "position_ids": "no mask: transformers keeps examples apart by position_ids",
+    "block_mask": "this model ignores restarting position_ids: explicit block-diagonal mask",
+}
+
+
+def _announce(accelerator, record: JobRecord, message: str) -> None:
+    """A setup choice, printed once and kept in job.json (by the main process only)."""
+    if accelerator.is_main_process:
+        record.event(message)
+        print(message)
 
 
 def _setup_logging(accelerator, config: TrainConfig, spec: ModelSpec, run_dir: Path, record: JobRecord,
