@@ -7,11 +7,12 @@ import json
 import re
 from pathlib import Path
 
+import pyarrow.json as pj
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from modelops.data import demo_formats
+from modelops.data import demo_formats, formats
 from modelops.data.dataset import Dataset
 from modelops.errors import DataError
 
@@ -66,6 +67,16 @@ def test_chosen_and_rejected_beside_messages_is_preference_not_chat(tmp_path):
     dataset = Dataset.from_jsonl(_jsonl(tmp_path / "d.jsonl", rows))
     assert dataset.format == "preference"
     assert dataset["train"].column_names == ["prompt", "chosen", "rejected", "messages"]
+
+
+@pytest.mark.parametrize("rows", [TEXT, CHAT], ids=["text", "chat"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])
+def test_saved_pairs_load_back_the_same(tmp_path, rows, suffix):
+    dataset = Dataset.from_records(rows)
+    path = dataset.save(tmp_path / f"pairs{suffix}")
+    again = Dataset.from_files(train=path)
+    assert again.format == "preference" and again.to_list() == rows
+    assert again.fingerprint("train") == dataset.fingerprint("train")
 
 
 def test_csv_answers_that_are_digits_stay_strings(tmp_path):
@@ -164,6 +175,40 @@ def test_bad_pair_names_file_and_line(tmp_path, case):
     with pytest.raises(DataError, match=re.escape(message)) as info:
         Dataset.from_jsonl(path, format="preference")
     assert str(info.value).startswith(f"{path}:2: ")
+
+
+CHAT_BAD = {
+    "empty side": ({**CHAT[1], "rejected": []}, "field 'rejected' is empty"),
+    "blank side": ({**CHAT[1], "chosen": [_bot(" ")]}, "field 'chosen' is empty"),
+    "ends on the user": ({**CHAT[1], "chosen": [_bot("a"), _user("b")]}, "the last turn is from the user"),
+    "identical": ({**CHAT[1], "rejected": CHAT[1]["chosen"]}, "are identical"),
+    "identical over two turns": (
+        {**CHAT[1], "chosen": [_bot("a"), _bot("b")], "rejected": [_bot("a"), _bot("b")]},
+        "are identical",
+    ),
+    "empty prompt": ({**CHAT[1], "prompt": []}, "field 'prompt': the message list is empty"),
+    "bad role": ({**CHAT[1], "prompt": [{"role": "bot", "content": "Q?"}]}, "'bot' is not one of"),
+}
+
+
+@pytest.mark.parametrize("case", list(CHAT_BAD))
+def test_bad_chat_pair_in_a_chat_file_names_its_line(tmp_path, case):
+    # Every row is chat-form, so pyarrow reads the file whole: the vectorised check must see the bad row.
+    row, message = CHAT_BAD[case]
+    path = _jsonl(tmp_path / "d.jsonl", [*CHAT, row, CHAT[0]])
+    assert formats.table_problem(pj.read_json(path), "preference") is not None
+    with pytest.raises(DataError, match=re.escape(message)) as info:
+        Dataset.from_jsonl(path)
+    assert str(info.value).startswith(f"{path}:3: ")
+
+
+def test_canonical_chat_pairs_pass_the_vectorised_check_as_they_pass_the_row_check(tmp_path):
+    # rows of different lengths, sides of two turns differing in the second, messages with an extra key
+    rows = [*CHAT, {**CHAT[0], "chosen": [_bot("a"), _bot("b")], "rejected": [_bot("a"), _bot("c")]}]
+    extra = [{**row, "chosen": [{**m, "name": "x"} for m in row["chosen"]]} for row in rows]
+    path = _jsonl(tmp_path / "d.jsonl", extra)
+    assert formats.table_problem(pj.read_json(path), "preference") is None
+    assert Dataset.from_jsonl(path).to_list() == Dataset.from_records(extra).to_list() == rows
 
 
 def test_detected_file_with_a_tie_names_its_line(tmp_path):

@@ -385,6 +385,10 @@ def canonical_table(table: Any, fmt: str) -> Any:
     """`table` (already checked) with ShareGPT turned into messages, canonical types and fields first."""
     import pyarrow as pa
 
+    if fmt == "preference":
+        from modelops.data import preference
+
+        table = preference.canonical_table(table)
     if fmt == "chat":
         column = "messages" if "messages" in table.column_names else SHAREGPT_FIELD
         keys = ("role", "content") if column == "messages" else ("from", "value")

@@ -194,22 +194,82 @@ def _check_form(form: str, seen: dict[str, Any]) -> None:
 
 
 def table_problem(table: Any) -> str | None:
-    """Why `table` is not already canonical text-form pairs (then it is read row by row), or None; vectorised."""
-    import pyarrow.compute as pc
+    """Why `table` is not canonical pairs already (then it is read row by row), or None; vectorised.
 
+    Canonical is every field a string (text form) or every field a list of ``{role, content}``
+    messages (chat form), with no row that `check_row` would refuse or change.
+    """
     from modelops.data.formats import _is_string
 
     for name in FIELDS:
         if name not in table.column_names:
             return f"no column {name!r}"
-        column = table.column(name)
-        if not _is_string(column.type):
-            return f"{name!r} is {column.type}"
-        if column.null_count:
+        if table.column(name).null_count:
             return f"nulls in {name!r}"
+    strings = [_is_string(table.schema.field(name).type) for name in FIELDS]
+    if all(strings):
+        return _text_problem(table)
+    return _chat_problem(table) if not any(strings) else "text and messages mixed"
+
+
+def _text_problem(table: Any) -> str | None:
+    import pyarrow.compute as pc
+
     for side in SIDES:
         if pc.any(pc.equal(pc.utf8_trim_whitespace(table.column(side)), "")).as_py():
             return f"an empty {side!r}"
     if pc.any(pc.equal(table.column("chosen"), table.column("rejected"))).as_py():
         return "'chosen' equal to 'rejected'"
     return None
+
+
+def _chat_problem(table: Any) -> str | None:
+    import pyarrow.compute as pc
+
+    from modelops.data.formats import _messages_problem
+
+    for name in FIELDS:
+        problem = _messages_problem(table.column(name), ("role", "content"), ROLES, pc)
+        if problem:
+            return f"{name!r}: {problem}"
+    joined = []
+    for side in SIDES:
+        problem, text = _side_problem(table.column(side).combine_chunks(), side)
+        if problem:
+            return problem
+        joined.append(text)
+    if pc.any(pc.equal(*joined)).as_py():
+        return "'chosen' equal to 'rejected'"
+    return None
+
+
+def _side_problem(column: Any, side: str) -> tuple[str | None, Any]:
+    """(why this side's messages are not canonical, or None; each row's turns joined into one string to compare)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    offsets = np.asarray(column.offsets) - column.offsets[0].as_py()  # lists are non-empty (checked)
+    flat = pc.list_flatten(column)
+    role, content = pc.struct_field(flat, "role"), pc.struct_field(flat, "content")
+    if not pc.all(pc.equal(pc.take(role, pa.array(offsets[1:] - 1)), "assistant")).as_py():
+        return f"a {side!r} not ending on the assistant", None
+    has_text = pc.not_equal(pc.utf8_trim_whitespace(content), "").to_numpy(zero_copy_only=False)
+    if not np.add.reduceat(has_text.astype(np.int64), offsets[:-1]).all():
+        return f"an empty {side!r}", None
+    turns = pc.binary_join_element_wise(role, content, "\x00")
+    return None, pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), turns), "\x01")
+
+
+def canonical_table(table: Any) -> Any:
+    """`table` (canonical pairs) with every message column holding only ``{role, content}``, in that order."""
+    import pyarrow as pa
+
+    from modelops.data.formats import _rebuild_messages
+
+    for name in FIELDS:
+        kind = table.schema.field(name).type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            rebuilt = _rebuild_messages(table.column(name), ("role", "content"))
+            table = table.set_column(table.column_names.index(name), name, rebuilt)
+    return table
