@@ -16,7 +16,8 @@ text            ``text``
 ShareGPT rows (``conversations: [{from, value}]``) are chat rows: ``from`` human/gpt/system becomes
 role user/assistant/system. Preference rows are text or chat pairs; `preference` converts ShareGPT
 and implicit-prompt rows into them (the prompt is then always there). A column mapping
-``{"text": "sentence"}`` renames a source column to a canonical field. Columns outside the format are kept as they are.
+``{"text": "sentence"}`` renames a source column to a canonical field. Columns outside the format
+are kept as they are.
 
 Two checkers agree on what is valid: `table_problem` looks at a whole Arrow table at once (the fast
 path), `check_row` at one Python row (the path that names the bad line when the fast one says no).
