@@ -136,6 +136,17 @@ def test_column_mapping_and_usual_names():
     assert Dataset.from_records(question).to_list() == TEXT
 
 
+def test_alpaca_style_instruction_and_input_are_the_prompt():
+    rows = [
+        {"instruction": "Add the numbers.", "input": "2 and 2", "chosen": "4", "rejected": "5"},
+        {"instruction": "Name the capital of Peru.", "input": "", "chosen": "Lima", "rejected": "Quito"},
+    ]
+    assert Dataset.from_records(rows).to_list() == [
+        {"prompt": "Add the numbers.\n2 and 2", "chosen": "4", "rejected": "5"},
+        {"prompt": "Name the capital of Peru.", "chosen": "Lima", "rejected": "Quito"},
+    ]
+
+
 def test_declared_format_checks_the_rows(tmp_path):
     path = _jsonl(tmp_path / "d.jsonl", [{"text": "no pair here"}])
     with pytest.raises(DataError, match=rf"{re.escape(str(path))}:1: missing required field 'chosen'"):

@@ -205,6 +205,8 @@ def _aliases(fmt: str, present: list[str], source: str) -> dict[str, str] | None
     """
     spec = FORMATS[fmt]
     have = set(present) | ({"messages"} if SHAREGPT_FIELD in present else set())
+    if "instruction" in have:  # then `input` belongs to the instruction (see `ALIASES`)
+        have = have - {"input"}
     options = {f: [a for a in ALIASES.get(f, ()) if a in have] for f in spec.fields if f not in have}
     if any(not options[f] for f in spec.required if f in options):
         return None

@@ -11,6 +11,7 @@ Rows in other shapes are converted, one row at a time:
 
 - ShareGPT: ``conversations: [{from, value}]`` is the prompt; each side is a ``{from, value}``
   turn or a list of them (LLaMA-Factory's preference layout);
+- Alpaca-style: ``instruction`` and an optional ``input`` are the prompt, joined by a newline;
 - implicit prompt: no prompt, each side a whole conversation: the longest common message prefix
   becomes the prompt (TRL's ``extract_prompt``). A string prompt beside whole conversations (as in
   UltraFeedback) is replaced in the same way: it repeats the conversation's first turn;
@@ -54,6 +55,9 @@ def check_row(row: dict[str, Any], seen: dict[str, Any]) -> dict[str, Any]:
     row = dict(row)
     if row.get("prompt") is None and SHAREGPT_FIELD in row:
         row["prompt"] = row.pop(SHAREGPT_FIELD)
+    if row.get("prompt") is None and isinstance(row.get("instruction"), str):
+        # Alpaca-style pairs (LLaMA-Factory): the instruction, then its input when there is one.
+        row["prompt"] = "\n".join(part for part in (row.pop("instruction"), row.pop("input", None)) if part)
     for side in SIDES:
         if row.get(side) is None:
             raise RowProblem("missing_field", f"missing required field {side!r} for format {FORMAT}")
