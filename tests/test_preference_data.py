@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.json as pj
@@ -16,7 +19,8 @@ from modelops.data import demo_formats, formats
 from modelops.data.dataset import Dataset
 from modelops.errors import DataError
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf" / "dataset"
 TEXT = [
     {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5"},
     {"prompt": "Capital of Peru?", "chosen": "Lima", "rejected": "Quito"},
@@ -240,6 +244,19 @@ def test_skip_counts_bad_pairs_by_reason(tmp_path):
     dataset = Dataset.from_jsonl(_jsonl(tmp_path / "d.jsonl", rows), on_error="skip")
     assert dataset.to_list() == TEXT
     assert dataset.skipped == {"train": {"identical": 1, "empty_field": 1, "not_assistant": 1}}
+
+
+def test_cli_names_the_bad_pair_and_exits_non_zero(tmp_path):
+    path = _jsonl(tmp_path / "pairs.jsonl", [*TEXT, {"prompt": "Q?", "chosen": "  ", "rejected": "b"}])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env.pop("MODELOPS_DEBUG", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "modelops", "dataset=files", f"dataset.train={path}", "stages=[sanitize]"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert f"{path}:3: field 'chosen' is empty" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 # -- the demo -------------------------------------------------------------------------------------
