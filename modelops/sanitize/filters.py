@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from modelops.data.formats import FORMATS
 from modelops.errors import ConfigError
 from modelops.sanitize.step import SanitizeStep, StepContext, flags, map_step, present_fields, row_texts
 
@@ -13,13 +14,14 @@ _UNITS = ("chars", "words", "tokens")
 
 @dataclass
 class DropEmpty(SanitizeStep):
-    """Drop rows where any required text field is empty or whitespace only (chat: every message empty)."""
+    """Drop rows where any required text field is empty or whitespace only (messages: every one empty)."""
 
     name: ClassVar[str] = "drop_empty"
 
     def __call__(self, table, ctx: StepContext):
-        # `input` of the instruction format is optional: empty is fine there.
-        fields = [f for f in present_fields(table.column_names, ctx) if f != "input"]
+        # Optional fields (an instruction's `input`, a pair's `prompt`) may be empty.
+        optional = FORMATS[ctx.format].optional
+        fields = [f for f in present_fields(table.column_names, ctx) if f not in optional]
 
         def batch_fn(batch):
             n = len(batch[fields[0]]) if fields else 0
@@ -28,9 +30,9 @@ class DropEmpty(SanitizeStep):
                 for i, value in enumerate(batch[name]):
                     if reasons[i]:
                         continue
-                    if name == "messages":
-                        if not value or not any((m.get("content") or "").strip() for m in value):
-                            reasons[i] = "empty:messages"
+                    if isinstance(value, list):  # messages
+                        if not any((m.get("content") or "").strip() for m in value):
+                            reasons[i] = f"empty:{name}"
                     elif value is None or not str(value).strip():
                         reasons[i] = f"empty:{name}"
             return flags(n, reasons)

@@ -23,6 +23,7 @@ STEPS: dict[str, str] = {
     "drop_empty": "modelops.sanitize.filters.DropEmpty",
     "length": "modelops.sanitize.filters.LengthFilter",
     "chat_structure": "modelops.sanitize.chat.ChatStructure",
+    "drop_ties": "modelops.sanitize.ties.DropTies",
     "exact_dedup": "modelops.sanitize.exact_dedup.ExactDedup",
     "near_dedup": "modelops.sanitize.near_dedup.NearDedup",
     "pii": "modelops.sanitize.pii.PiiScrub",

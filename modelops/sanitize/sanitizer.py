@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import EVAL_SPLITS, MODIFIED, REASON, SanitizeStep, StepContext, arrow_table, row_texts
+from modelops.sanitize.step import EVAL_SPLITS, MODIFIED, REASON, SanitizeStep, StepContext, arrow_table, eval_row_texts
 
 _EXAMPLES = 3
 _WHERE = "sanitizer.steps"
@@ -230,7 +230,7 @@ class DatasetSanitizer:
         for name in EVAL_SPLITS:
             if name in dataset:
                 for batch in dataset[name].iter(batch_size=self.batch_size):
-                    texts.extend(row_texts(batch, ctx))
+                    texts.extend(eval_row_texts(batch, ctx))
         return texts
 
     def _sanitize_split(self, split: str, table, ctx: StepContext, steps: list, train_inputs: dict[int, Any]):

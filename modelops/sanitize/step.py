@@ -24,14 +24,20 @@ from modelops.errors import ConfigError
 REASON = "__reason"
 MODIFIED = "__modified"
 
-#: The text-bearing columns of each format; chat rows hold their text in each message's content.
+#: The text-bearing columns of each format. A column of messages (chat rows, chat-form preference
+#: pairs) holds its text in each message's content.
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "classification": ("text",),
     "text": ("text",),
     "completion": ("prompt", "completion"),
     "instruction": ("instruction", "input", "output"),
     "chat": ("messages",),
+    "preference": ("prompt", "chosen", "rejected"),
 }
+
+#: The fields of an evaluation row that decontamination looks for in training rows, where not all its
+#: text fields: a held-out pair leaks through its prompt, whatever answers a training pair gives to it.
+EVAL_TEXT_FIELDS: dict[str, tuple[str, ...]] = {"preference": ("prompt",)}
 
 #: Splits that hold evaluation data: by default no step removes rows from them (it reports them).
 EVAL_SPLITS: tuple[str, ...] = ("validation", "test")
@@ -153,14 +159,20 @@ def row_texts(batch: Any, ctx: StepContext) -> list[str]:
     texts = []
     for i in range(_batch_len(batch, fields)):
         parts = []
-        for name, column in zip(fields, columns, strict=True):
+        for column in columns:
             value = column[i]
-            if name == "messages":
-                parts.extend(m.get("content") or "" for m in value or [])
+            if isinstance(value, list):  # messages
+                parts.extend(m.get("content") or "" for m in value)
             elif value is not None:
                 parts.append(value)
         texts.append("\n".join(parts))
     return texts
+
+
+def eval_row_texts(batch: Any, ctx: StepContext) -> list[str]:
+    """One string per evaluation row, of the fields decontamination compares (`EVAL_TEXT_FIELDS`)."""
+    fields = EVAL_TEXT_FIELDS.get(ctx.format)
+    return row_texts({name: batch[name] for name in fields if name in batch} if fields else batch, ctx)
 
 
 def map_texts(batch: Any, ctx: StepContext, fn: Callable[[str], str]) -> tuple[dict[str, list], list[bool]]:
@@ -175,14 +187,14 @@ def map_texts(batch: Any, ctx: StepContext, fn: Callable[[str], str]) -> tuple[d
     for name in fields:
         column = list(batch[name])
         for i, value in enumerate(column):
-            if name == "messages":
+            if isinstance(value, list):  # messages
                 new_messages = []
-                for message in value or []:
+                for message in value:
                     content = message.get("content")
                     new = fn(content) if content else content
                     changed[i] |= new != content
                     new_messages.append({**message, "content": new})
-                column[i] = new_messages if value is not None else value
+                column[i] = new_messages
             elif value is not None:
                 new = fn(value)
                 changed[i] |= new != value
