@@ -21,7 +21,7 @@ from modelops.errors import ConfigError
 
 DEFAULT_ALLOWED = ("modelops.", "torch.", "transformers.", "peft.", "datasets.", "accelerate.")
 STAGES = ("sanitize", "preview", "train", "evaluate")
-GROUPS = ("dataset", "sanitizer", "model", "trainer", "evaluator")
+GROUPS = ("dataset", "sanitizer", "model", "trainer", "evaluator", "tracking", "registry")
 TOP_LEVEL = (*GROUPS, "stages", "allowed_targets", "objective")
 _SPECIAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
