@@ -21,7 +21,7 @@ def packaged_path(alias: str) -> Path:
 
 
 def resolve_name_or_path(ref: str) -> str:
-    """A loadable path or hub id for `ref`: a packaged alias, a local directory, or a hub id.
+    """A loadable path or hub id for `ref`: a packaged alias, a local directory, a registered model, or a hub id.
 
     Raises:
         ModelError: naming what was tried when `ref` is none of these.
@@ -37,12 +37,17 @@ def resolve_name_or_path(ref: str) -> str:
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
             raise ModelError(f"model {ref!r}: directory {path} has no config.json or adapter_config.json")
         return str(path.resolve())
+    from modelops.registry import registered_model_dir
+
+    registered = registered_model_dir(ref)  # NAME, NAME@alias, NAME/3, models:/NAME/3
+    if registered is not None:
+        return registered
     if _looks_like_hub_id(ref):
         return ref
     from modelops.models.tiny import TINY_MODELS
 
     aliases = ", ".join([*_PACKAGED, *TINY_MODELS])
-    tried = f"a built-in alias ({aliases}), a conf/model option, a local directory, a hub id"
+    tried = f"a built-in alias ({aliases}), a conf/model option, a local directory, a registered model, a hub id"
     raise ModelError(f"model {ref!r} not found; tried {tried}")
 
 

@@ -35,7 +35,8 @@ def check_store(uri: str) -> None:
     if path is None:
         return  # another backend (postgresql://, databricks, ...): MLflow reports its own errors
     folder = path.parent
-    if path.exists() and not os.access(path, os.W_OK):
+    # No write bit counts even for root, whom the OS (and SQLite) would let write anyway.
+    if path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222):
         raise ConfigError(f"tracking store {path}: the database file is read-only; make it writable or {_HINT}")
     if folder.exists() and not os.access(folder, os.W_OK):
         raise ConfigError(f"tracking store {path}: its folder {folder} cannot be written; {_HINT}")

@@ -102,6 +102,7 @@ class RunTracker:
         parent = _sweep_parent(client, uri, experiment_id, run_dir)
         if parent:
             tags["mlflow.parentRunId"] = parent
+        tags["run_dir"] = str(run_dir.resolve())
         run = client.create_run(experiment_id, tags=tags, run_name=run_dir.name)
         state = {"run_id": run.info.run_id, "experiment_id": experiment_id, "experiment": experiment,
                  "tracking_uri": uri, "registry_name": registry_name, "logged_steps": {}}  # fmt: skip

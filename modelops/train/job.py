@@ -45,6 +45,29 @@ def _model_node(model: Any, dataset=None) -> dict[str, Any]:
     return {"_target_": "modelops.models.spec.ModelSpec", "name_or_path": str(model), "task": task}
 
 
+def _tracking_node(tracking: str | dict) -> dict[str, Any]:
+    """The `tracking` node with its store URI fixed now (this process's env and cwd), checked at once."""
+    from omegaconf import OmegaConf
+
+    from modelops.config.build import instantiate
+    from modelops.config.paths import conf_dir
+    from modelops.registry.settings import store_uri
+    from modelops.registry.store import check_store
+
+    if isinstance(tracking, dict):
+        node = dict(tracking)
+    else:
+        options = sorted(p.stem for p in (conf_dir() / "tracking").glob("*.yaml"))
+        if tracking not in options:
+            raise ConfigError(f"FineTuningJob: tracking={tracking!r} is not one of {options}")
+        node = OmegaConf.to_container(OmegaConf.load(conf_dir() / "tracking" / f"{tracking}.yaml"))
+    settings = instantiate(node, "tracking")
+    if settings.enabled:
+        node["uri"] = store_uri(settings.uri)
+        check_store(node["uri"])  # an unreachable server fails here, not later in the training process
+    return node
+
+
 def _trainer_node(options: dict[str, Any]) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(options) - known)
@@ -67,13 +90,20 @@ class FineTuningJob:
         output_dir: the run directory (default `outputs/jobs/<time>_<random>`).
         num_processes: training processes, started through `accelerate launch` (one per GPU; on a
             machine without GPUs, CPU processes over gloo). `batch_size` is per process.
+        tracking: a `conf/tracking` option (`mlflow`, `none`) or its node: where the job's run is
+            recorded; a successful job registers its model.
+        registry_name: the registered model the job's model becomes the next version of (default:
+            the experiment's name).
         **trainer_options: any other `TrainConfig` field (`batch_size`, `seed`, ...).
     """
 
     def __init__(self, model: Any = "minilm_cls", dataset=None, epochs: int = 3, learning_rate: float = 5e-5,
-                 output_dir: str | Path | None = None, num_processes: int = 1, **trainer_options: Any):  # fmt: skip
+                 output_dir: str | Path | None = None, num_processes: int = 1, tracking: str | dict = "mlflow",
+                 registry_name: str | None = None, **trainer_options: Any):  # fmt: skip
         if num_processes < 1:
             raise ConfigError(f"FineTuningJob: num_processes must be >= 1, got {num_processes}")
+        self.tracking_node = _tracking_node(tracking)
+        self.registry_node = {"_target_": "modelops.registry.settings.RegistryConfig", "name": registry_name}
         self.model_node = _model_node(model, dataset)
         self.trainer_node = _trainer_node({"epochs": epochs, "learning_rate": learning_rate, **trainer_options})
         self.dataset = dataset
@@ -93,7 +123,8 @@ class FineTuningJob:
         dataset = instantiate(cfg.dataset, "dataset")
         if "sanitize" in cfg.stages:
             dataset = instantiate(cfg.sanitizer, "sanitizer").sanitize(dataset)
-        job = cls(model=OmegaConf.to_container(cfg.model), dataset=dataset, output_dir=output_dir)
+        job = cls(model=OmegaConf.to_container(cfg.model), dataset=dataset, output_dir=output_dir,
+                  tracking=OmegaConf.to_container(cfg.tracking), registry_name=cfg.registry.name)  # fmt: skip
         job.trainer_node = OmegaConf.to_container(cfg.trainer)
         return job
 
@@ -122,7 +153,9 @@ class FineTuningJob:
         try:
             JobRecord(self.run_dir / "job.json").update(status="queued")
             self.dataset.save_to_disk(self.run_dir / "data" / "input")
-            write_json(self.run_dir / SPEC_FILE, {"model": self.model_node, "trainer": self.trainer_node})
+            nodes = {"model": self.model_node, "trainer": self.trainer_node, "tracking": self.tracking_node,
+                     "registry": self.registry_node}  # fmt: skip
+            write_json(self.run_dir / SPEC_FILE, nodes)
         except OSError as exc:
             raise JobError(f"{self.run_dir}: cannot write the run directory ({exc.strerror or exc})") from None
         # The child imports modelops from where this process did, installed or not.

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from modelops.errors import ModelopsError
+from modelops.run import finish_tracking
 from modelops.train.record import JobRecord
 
 
@@ -53,25 +54,46 @@ def main(run_dir: str) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     datasets.disable_progress_bars()
+    tracker = None
     try:
         record.update(status="validating", pid=os.getpid())
         spec, config, dataset = _validate_and_load(run_dir)
+        tracker = _start_tracking(run_dir, dataset, config)  # a store that cannot be written fails before training
         from modelops.train.loop import train
 
         result = train(spec, dataset, config, run_dir, record)
     except (_Cancelled, KeyboardInterrupt) as exc:  # TrainingCancelled is a KeyboardInterrupt
         record.update(status="cancelled", error=f"cancelled by {exc}")
+        finish_tracking(tracker, run_dir, record, "cancelled", error=record.data["error"])
         return 1
     except ModelopsError as exc:
         record.update(status="failed", error=str(exc))
+        finish_tracking(tracker, run_dir, record, "failed", error=str(exc))
         return 2
     except Exception as exc:
         traceback.print_exc()
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        finish_tracking(tracker, run_dir, record, "failed", error=record.data["error"])
         return 1
     metrics = {"steps": result.steps, "final_loss": result.final_loss, "tokens_per_s": result.tokens_per_second}
     record.update(status="succeeded", progress=1.0, metrics=metrics, model_dir=str(result.model_dir))
+    finish_tracking(tracker, run_dir, record, "succeeded", {"train": metrics})
     return 0
+
+
+def _start_tracking(run_dir: Path, dataset, config):
+    """The job's MLflow run (first process only); none for a job spec written without tracking."""
+    from modelops.config.build import instantiate
+    from modelops.io import write_json
+    from modelops.registry.tracker import start_run
+
+    spec_doc = json.loads((run_dir / "job_spec.json").read_text())
+    if int(os.environ.get("RANK", "0")) != 0 or "tracking" not in spec_doc:
+        return None
+    if not (run_dir / "data" / "lineage.json").exists():
+        write_json(run_dir / "data" / "lineage.json", {"input": dataset.lineage()})
+    settings = instantiate(spec_doc["tracking"], "tracking")
+    return start_run(settings, run_dir, spec_doc, None, spec_doc["registry"]["name"], config.log_with)
 
 
 if __name__ == "__main__":
