@@ -87,16 +87,15 @@ def test_no_store_leaves_plain_references_alone(tmp_path, monkeypatch):
 
 def test_unreachable_server_fails_before_training_and_tracking_none_runs(tmp_path):
     uri = "http://127.0.0.1:9"  # the discard port: nothing listens
-    code, _, err = finished(
-        cli(["+recipe=lora_small", "hydra.run.dir=outputs/r"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
-    )
+    env = {"MLFLOW_TRACKING_URI": uri}
+    code, _, err = finished(cli(["+recipe=lora_small", "hydra.run.dir=outputs/r"], tmp_path, env))
     assert code == 2, err[-2000:]
     assert uri in err and "unreachable" in err and "Traceback" not in err
     job = json.loads((tmp_path / "outputs/r/job.json").read_text())
     assert job["status"] == "failed" and uri in job["error"]
     assert not (tmp_path / "outputs/r/metrics.jsonl").exists()  # nothing was trained
     args = ["+recipe=lora_small", "tracking=none", "stages=[sanitize]", *FAST, "hydra.run.dir=outputs/s"]
-    code, _, err = finished(cli(args, tmp_path, {"MLFLOW_TRACKING_URI": uri}))
+    code, _, err = finished(cli(args, tmp_path, env))
     assert code == 0, err[-2000:]
     assert json.loads((tmp_path / "outputs/s/job.json").read_text())["status"] == "succeeded"
 
