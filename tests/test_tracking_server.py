@@ -122,3 +122,29 @@ def test_seed_example_with_a_registered_name_and_a_resumed_job(tmp_path, monkeyp
     by_name = Evaluator().evaluate(model="fine-tuned-model", dataset=data, metrics=["accuracy", "f1"])
     by_dir = Evaluator().evaluate(model=job.fine_tuned_model, dataset=data, metrics=["accuracy", "f1"])
     assert by_name.metrics == by_dir.metrics
+
+
+@pytest.mark.slow
+def test_a_job_continues_from_a_registered_adapter(tmp_path, monkeypatch):
+    from modelops import FineTuningJob
+    from modelops.data.demo_sentiment import sentiment
+    from modelops.registry.store import client
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    data = sentiment(n_train=96, n_validation=0, n_test=0, seed=3)
+    options = {"batch_size": 16, "log_every": 1, "seed": 0, "registry_name": "sentiment"}
+    first = FineTuningJob(model="minilm_cls", dataset=data, epochs=2, learning_rate=2e-3, **options).start()
+    assert first.wait(timeout=300) == "succeeded", first.error
+    store = client(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    store.set_registered_model_alias("sentiment", "champion", "1")
+
+    second = FineTuningJob(model="sentiment@champion", dataset=data, epochs=1, learning_rate=1e-5, **options).start()
+    assert second.wait(timeout=300) == "succeeded", second.error
+    # It starts where the champion ended, not from the base model.
+    fresh_start, continued_start = (curve(job.run_dir, "loss")[1] for job in (first, second))
+    assert continued_start < 0.8 * fresh_start
+    info = json.loads((second.fine_tuned_model / "modelops.json").read_text())
+    assert info["base_model"] == "minilm" and info["continued_from"] == "sentiment@champion" and info["peft"]
+    version = store.get_model_version("sentiment", "2")
+    assert version.tags["parent_model_version"] == "sentiment/1"

@@ -235,12 +235,23 @@ class RunTracker:
                 raise
         run = self.client.get_run(self.run_id)
         tags, description = version_facts(model_dir, results, self.run_dir)
+        parent = self._parent_version(tags.get("continued_from"))
+        if parent:
+            tags["parent_model_version"] = parent
         version = self.client.create_model_version(
             name, source=f"{run.info.artifact_uri}/model", run_id=self.run_id, tags=tags, description=description
         )
         self.state["registered"] = {"name": name, "version": int(version.version)}
         self.client.set_tag(self.run_id, "registered_model", f"{name}/{version.version}")
         return f"{name}/{version.version}"
+
+    def _parent_version(self, ref: str | None) -> str | None:
+        """`NAME/VERSION` of the registered version training continued from (an alias may move later)."""
+        from modelops.registry.refs import find_version, parse_reference
+
+        parsed = parse_reference(ref or "")
+        found = find_version(self.client, parsed, self.uri, quiet=True) if parsed else None
+        return f"{found.name}/{found.version}" if found else None
 
 
 def version_facts(model_dir: Path, results: dict[str, Any], run_dir: Path) -> tuple[dict[str, str], str]:
@@ -250,6 +261,8 @@ def version_facts(model_dir: Path, results: dict[str, Any], run_dir: Path) -> tu
     info = json.loads((model_dir / "modelops.json").read_text())
     tags = {"run_dir": str(run_dir.resolve()), "base_model": str(info["base_model"]), "task": str(info["task"]),
             "adapter": str(bool(info.get("peft"))).lower()}  # fmt: skip
+    if info.get("continued_from"):
+        tags["continued_from"] = str(info["continued_from"])
     for split, data in (info.get("data") or {}).items():
         tags[f"data.{split}.fingerprint"] = data["fingerprint"]
         tags[f"data.{split}.rows"] = str(data["rows"])

@@ -112,14 +112,12 @@ def _lineage(client, uri: str, ref: Reference, depth: int) -> dict[str, Any]:
     data = [{"name": d.dataset.name, "fingerprint": _fingerprint(d.dataset), "profile": d.dataset.profile,
              "context": {t.key: t.value for t in d.tags}.get("mlflow.data.context")}
             for d in run.inputs.dataset_inputs]  # fmt: skip
-    base = version.tags.get("base_model_version") or version.tags.get("base_model")
+    parent = version.tags.get("parent_model_version")
     out = {"model": f"{version.name}/{version.version}", "run_id": version.run_id,
-           "run_dir": version.tags.get("run_dir"), "parent_run_id": run.data.tags.get("mlflow.parentRunId"),
-           "base_model": base, "data": data}  # fmt: skip
-    base_ref = parse_reference(base or "")
-    names = {m.name for m in client.search_registered_models()}
-    if base_ref is not None and base_ref.name in names and depth < 10:
-        out["base_lineage"] = _lineage(client, uri, base_ref, depth + 1)
+           "run_dir": version.tags.get("run_dir"), "sweep_run_id": run.data.tags.get("mlflow.parentRunId"),
+           "base_model": version.tags.get("base_model"), "continued_from": parent, "data": data}  # fmt: skip
+    if parent and depth < 10:  # the registered version training started from, and its own lineage
+        out["parent_lineage"] = _lineage(client, uri, parse_reference(parent), depth + 1)
     return out
 
 
