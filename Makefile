@@ -27,3 +27,4 @@ bench:
 	PYTHONPATH=. $(PY) benchmarks/bench_dataset_memory.py
 	PYTHONPATH=. $(PY) benchmarks/bench_evaluate.py
 	PYTHONPATH=. $(PY) benchmarks/bench_train.py
+	PYTHONPATH=. $(PY) benchmarks/bench_tracking.py
