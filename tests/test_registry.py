@@ -82,6 +82,41 @@ def test_no_store_leaves_plain_references_alone(tmp_path, monkeypatch):
         resolve_name_or_path("sentiment@champion")
 
 
+def test_tracking_options_compose_and_instantiate():
+    from modelops.config.build import compose, instantiate
+    from modelops.config.validate import validate
+    from modelops.registry.settings import RegistryConfig, TrackingConfig
+
+    for option, enabled in (("mlflow", True), ("none", False)):
+        cfg = compose(["+recipe=lora_small", f"tracking={option}", "registry.name=sentiment"])
+        validate(cfg)
+        assert instantiate(cfg.tracking, "tracking") == TrackingConfig(enabled=enabled)
+        assert instantiate(cfg.registry, "registry") == RegistryConfig(name="sentiment")
+
+
+def test_config_flattens_to_dotted_params():
+    from modelops.registry.tracker import flatten_config
+
+    config = {"trainer": {"epochs": 1, "optimizer": {"betas": [0.9, 0.99]}}, "stages": ["train"],
+              "sanitizer": {"steps": [{"_target_": "a.b", "n": 2}]}, "objective": None}  # fmt: skip
+    assert flatten_config(config) == {
+        "trainer.epochs": "1", "trainer.optimizer.betas": "[0.9, 0.99]", "stages": '["train"]',
+        "sanitizer.steps.0._target_": "a.b", "sanitizer.steps.0.n": "2", "objective": "None",
+    }  # fmt: skip
+
+
+def test_loss_curve_keeps_the_last_value_of_a_step_logged_twice(tmp_path):
+    from modelops.train.curve import read_curve, write_loss_curve
+
+    rows = [{"step": 2, "loss": 0.9}, {"step": 4, "loss": 0.7}, {"step": 4, "eval_loss": 0.8},
+            {"step": 4, "loss": 0.6}, {"step": 6, "loss": 0.5}]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_curve(tmp_path / "metrics.jsonl", "loss") == ([2, 4, 6], [0.9, 0.6, 0.5])
+    assert read_curve(tmp_path / "metrics.jsonl", "eval_loss") == ([4], [0.8])
+    assert write_loss_curve(tmp_path).read_bytes()[:4] == b"\x89PNG"
+    assert write_loss_curve(tmp_path / "nothing") is None
+
+
 # -- bad stores: a clear error before training, exit 2, the run directory kept -----------------
 
 
@@ -156,8 +191,9 @@ def test_concurrent_runs_are_both_recorded_whole(two_runs):
             assert {m.step: m.value for m in history} == pytest.approx(curve(run_dir, key)), key
             assert len(history) == len(curve(run_dir, key))  # each step once
         evaluation = json.loads((run_dir / "eval.json").read_text())
-        for metric, value in evaluation["fine_tuned"]["metrics"].items():
-            assert run.data.metrics[f"fine_tuned.{metric}"] == pytest.approx(value)
+        tuned = evaluation["fine_tuned"]["metrics"]
+        for metric in ("accuracy", "f1", "precision", "recall"):
+            assert run.data.metrics[f"fine_tuned.{metric}"] == pytest.approx(tuned[metric])
         assert run.data.metrics["base.accuracy"] == pytest.approx(evaluation["base"]["metrics"]["accuracy"])
         lineage = json.loads((run_dir / "data" / "lineage.json").read_text())
         inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
@@ -202,18 +238,18 @@ def test_registered_names_resolve_and_evaluate_like_the_run_directory(two_runs, 
     monkeypatch.chdir(two_runs)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     client = client_for(two_runs / "outputs" / "mlflow.db")
-    by_version = {v.version: Path(v.tags["run_dir"]) / "model" for v in client.search_model_versions("")}
-    newest = by_version[max(by_version, key=int)]
+    by_version = {int(v.version): Path(v.tags["run_dir"]) / "model" for v in client.search_model_versions("")}
+    newest = by_version[max(by_version)]
     assert Path(resolve_name_or_path("lora_small")) == newest
     assert Path(resolve_name_or_path("lora_small@latest")) == newest
-    assert Path(resolve_name_or_path("lora_small/1")) == by_version["1"]
-    assert Path(resolve_name_or_path("models:/lora_small/1")) == by_version["1"]
+    assert Path(resolve_name_or_path("lora_small/1")) == by_version[1]
+    assert Path(resolve_name_or_path("models:/lora_small/1")) == by_version[1]
     client.set_registered_model_alias("lora_small", "champion", "1")
-    assert Path(resolve_name_or_path("lora_small@champion")) == by_version["1"]
+    assert Path(resolve_name_or_path("lora_small@champion")) == by_version[1]
 
     data = sentiment(n_train=96, n_validation=16, n_test=64)
     by_name = Evaluator().evaluate(model="lora_small@champion", dataset=data, metrics=["accuracy", "f1"])
-    by_dir = Evaluator().evaluate(model=str(by_version["1"]), dataset=data, metrics=["accuracy", "f1"])
+    by_dir = Evaluator().evaluate(model=str(by_version[1]), dataset=data, metrics=["accuracy", "f1"])
     assert by_name.metrics == by_dir.metrics
 
     with pytest.raises(ModelError, match=r"no registered model 'lora_smal'.*did you mean 'lora_small'"):
@@ -237,7 +273,7 @@ def test_registry_cli(two_runs):
     assert code == 0 and "lora_small@staging -> version 2" in out
     code, out, _ = registry("models", "--json")
     (model,) = json.loads(out)
-    assert model["name"] == "lora_small" and model["versions"] == 2 and model["aliases"]["staging"] == "2"
+    assert model["name"] == "lora_small" and model["versions"] == 2 and model["aliases"]["staging"] == 2
     code, out, _ = registry("compare", "lora_small/1", "lora_small@staging", "--json")
     diff = json.loads(out)
     assert ["trainer.learning_rate", "0.002", "0.001"] in diff["params"]

@@ -73,10 +73,12 @@ def start_run(
         raise
     except Exception as exc:
         raise ConfigError(f"tracking store {uri}: cannot record the run ({_first_line(exc)}); {store._HINT}") from None
-    if "mlflow" in ([log_with] if isinstance(log_with, str) else list(log_with or [])):
+    by_accelerate = "mlflow" in ([log_with] if isinstance(log_with, str) else list(log_with or []))
+    if by_accelerate:
         # Accelerate's MLflowTracker reads these: its curve then lands in this run, once.
         os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_RUN_ID=tracker.run_id, MLFLOW_EXPERIMENT_NAME=experiment)
-        tracker.state["curve_by_accelerate"] = True
+    tracker.state["curve_by_accelerate"] = by_accelerate
+    tracker.save_state()  # outside the store's error handling: a run directory that cannot be written says so
     return tracker
 
 
@@ -106,9 +108,7 @@ class RunTracker:
         run = client.create_run(experiment_id, tags=tags, run_name=run_dir.name)
         state = {"run_id": run.info.run_id, "experiment_id": experiment_id, "experiment": experiment,
                  "tracking_uri": uri, "registry_name": registry_name, "logged_steps": {}}  # fmt: skip
-        tracker = cls(client, uri, run_dir, state)
-        tracker.save_state()
-        return tracker
+        return cls(client, uri, run_dir, state)
 
     def save_state(self) -> None:
         write_json(self.run_dir / RUN_FILE, self.state)

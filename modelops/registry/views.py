@@ -54,7 +54,7 @@ def models(args) -> list[dict[str, Any]]:
     for model in client.search_registered_models():
         versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model.name}'"))
         out.append({"name": model.name, "versions": len(versions), "latest": versions[-1] if versions else None,
-                    "aliases": dict(sorted(model.aliases.items()))})  # fmt: skip
+                    "aliases": {alias: int(v) for alias, v in sorted(model.aliases.items())}})  # fmt: skip
     return out
 
 

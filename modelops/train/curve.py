@@ -20,15 +20,15 @@ def read_curve(metrics_path: str | Path, key: str) -> tuple[list[int], list[floa
 
 def write_loss_curve(run_dir: str | Path) -> Path | None:
     """Draw `run_dir/loss_curve.png` from `run_dir/metrics.jsonl`, atomically; None when no loss was logged."""
+    run_dir = Path(run_dir)
+    train = read_curve(run_dir / "metrics.jsonl", "loss")
+    if not train[0]:
+        return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from modelops.io import atomic_path
 
-    run_dir = Path(run_dir)
-    train = read_curve(run_dir / "metrics.jsonl", "loss")
-    if not train[0]:
-        return None
     validation = read_curve(run_dir / "metrics.jsonl", "eval_loss")
     figure = Figure(figsize=(6, 4), layout="constrained")
     FigureCanvasAgg(figure)
