@@ -274,14 +274,15 @@ def test_registry_cli(two_runs):
     code, out, _ = registry("models", "--json")
     (model,) = json.loads(out)
     assert model["name"] == "lora_small" and model["versions"] == 2 and model["aliases"]["staging"] == 2
-    code, out, _ = registry("compare", "lora_small/1", "lora_small@staging", "--json")
-    diff = json.loads(out)
-    assert ["trainer.learning_rate", "0.002", "0.001"] in diff["params"]
-    accuracy = [json.loads((two_runs / "outputs" / n / "eval.json").read_text())["fine_tuned"]["metrics"]["accuracy"]
-                for n in ("a", "b")]  # fmt: skip
     version_dirs = {v: Path(json.loads(registry("show", f"lora_small/{v}", "--json")[1])["tags"]["run_dir"]).name
                     for v in (1, 2)}  # fmt: skip
-    a, b = (accuracy[0 if version_dirs[v] == "a" else 1] for v in (1, 2))
+    code, out, _ = registry("compare", "lora_small/1", "lora_small@staging", "--json")
+    diff = json.loads(out)
+    rate = {"a": "0.002", "b": "0.001"}
+    assert ["trainer.learning_rate", rate[version_dirs[1]], rate[version_dirs[2]]] in diff["params"]
+    accuracy = {n: json.loads((two_runs / "outputs" / n / "eval.json").read_text())["fine_tuned"]["metrics"]["accuracy"]
+                for n in ("a", "b")}  # fmt: skip
+    a, b = accuracy[version_dirs[1]], accuracy[version_dirs[2]]
     row = next(r for r in diff["metrics"] if r[0] == "fine_tuned.accuracy")
     assert row[1:] == pytest.approx([a, b, b - a])
     code, out, _ = registry("lineage", "lora_small/1", "--json")
