@@ -135,6 +135,22 @@ def test_unreachable_server_fails_before_training_and_tracking_none_runs(tmp_pat
     assert json.loads((tmp_path / "outputs/s/job.json").read_text())["status"] == "succeeded"
 
 
+def test_fine_tuning_job_checks_its_store_when_built(tmp_path, monkeypatch):
+    from modelops import FineTuningJob
+    from modelops.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match=r"tracking server http://127\.0\.0\.1:9 is unreachable.*tracking=none"):
+        FineTuningJob(model="minilm_cls")
+    assert FineTuningJob(model="minilm_cls", tracking="none").tracking_node["enabled"] is False
+    with pytest.raises(ConfigError, match=r"tracking='mlfow' is not one of \['mlflow', 'none'\]"):
+        FineTuningJob(model="minilm_cls", tracking="mlfow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    job = FineTuningJob(model="minilm_cls")
+    assert job.tracking_node["uri"] == f"sqlite:///{tmp_path.resolve() / 'outputs' / 'mlflow.db'}"  # fixed when built
+
+
 def test_read_only_store_is_a_clear_error(tmp_path):
     db = tmp_path / "outputs" / "mlflow.db"
     client_for(db).search_experiments()  # creates the store's tables
