@@ -33,11 +33,10 @@ def run(cfg, run_dir: str | Path) -> dict[str, Any]:
         results = _run_stages(cfg, run_dir, record)
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-        record.update(status=status, error=str(exc))
-        finish_tracking(tracker, run_dir, record, status, error=str(exc))
+        record.update(status=status, error=str(exc), **finish_tracking(tracker, run_dir, status, error=str(exc)))
         raise
-    record.update(status="succeeded", progress=1.0, metrics=results)
-    finish_tracking(tracker, run_dir, record, "succeeded", results)
+    tracked = finish_tracking(tracker, run_dir, "succeeded", results)
+    record.update(status="succeeded", progress=1.0, metrics=results, **tracked)
     return results
 
 
@@ -61,16 +60,24 @@ def _recipe_name() -> str | None:
     return HydraConfig.get().runtime.choices.get("recipe") if HydraConfig.initialized() else None
 
 
-def finish_tracking(tracker, run_dir: Path, record: JobRecord, status: str, results=None, error=None) -> None:
-    """Draw `loss_curve.png`, then record the outcome in MLflow (and the registered version in `job.json`)."""
+def finish_tracking(tracker, run_dir: Path, status: str, results=None, error=None) -> dict[str, Any]:
+    """Draw `loss_curve.png` and record the outcome in MLflow; never raises (the run's own result comes first).
+
+    Called before the final status reaches `job.json`, so whoever sees that status also finds the
+    registered version. Returns the fields `job.json` gets from it (`registered_model`).
+    """
     if not is_main_process():
-        return
+        return {}
+    import warnings
+
     from modelops.train.curve import write_loss_curve
 
-    write_loss_curve(run_dir)
+    try:
+        write_loss_curve(run_dir)
+    except OSError as exc:
+        warnings.warn(f"{run_dir}/loss_curve.png: not written ({exc})", stacklevel=2)
     registered = tracker.finish(status, results, error) if tracker is not None else None
-    if registered:
-        record.update(registered_model=registered)
+    return {"registered_model": registered} if registered else {}
 
 
 def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:

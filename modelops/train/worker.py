@@ -63,22 +63,24 @@ def main(run_dir: str) -> int:
 
         result = train(spec, dataset, config, run_dir, record)
     except (_Cancelled, KeyboardInterrupt) as exc:  # TrainingCancelled is a KeyboardInterrupt
-        record.update(status="cancelled", error=f"cancelled by {exc}")
-        finish_tracking(tracker, run_dir, record, "cancelled", error=record.data["error"])
-        return 1
+        return _end(record, tracker, run_dir, 1, "cancelled", error=f"cancelled by {exc}")
     except ModelopsError as exc:
-        record.update(status="failed", error=str(exc))
-        finish_tracking(tracker, run_dir, record, "failed", error=str(exc))
-        return 2
+        return _end(record, tracker, run_dir, 2, "failed", error=str(exc))
     except Exception as exc:
         traceback.print_exc()
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        finish_tracking(tracker, run_dir, record, "failed", error=record.data["error"])
-        return 1
+        return _end(record, tracker, run_dir, 1, "failed", error=f"{type(exc).__name__}: {exc}")
     metrics = {"steps": result.steps, "final_loss": result.final_loss, "tokens_per_s": result.tokens_per_second}
-    record.update(status="succeeded", progress=1.0, metrics=metrics, model_dir=str(result.model_dir))
-    finish_tracking(tracker, run_dir, record, "succeeded", {"train": metrics})
-    return 0
+    return _end(record, tracker, run_dir, 0, "succeeded", metrics=metrics, model_dir=str(result.model_dir))
+
+
+def _end(record: JobRecord, tracker, run_dir: Path, code: int, status: str, **fields) -> int:
+    """Record the outcome in MLflow first, then the final status in `job.json`; return the exit code."""
+    results = {"train": fields["metrics"]} if "metrics" in fields else None
+    tracked = finish_tracking(tracker, run_dir, status, results, fields.get("error"))
+    if status == "succeeded":
+        fields["progress"] = 1.0
+    record.update(status=status, **fields, **tracked)
+    return code
 
 
 def _start_tracking(run_dir: Path, dataset, config):
