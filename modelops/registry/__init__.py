@@ -21,3 +21,14 @@ def registered_model_dir(ref: str) -> str | None:
     from modelops.registry.refs import registered_model_dir as _lookup
 
     return _lookup(ref)
+
+
+def is_registered(ref: str) -> bool:
+    """Whether `ref` names a registered model version (looked up, nothing downloaded).
+
+    Raises:
+        ModelError: as `registered_model_dir` does.
+    """
+    from modelops.registry.refs import registered_version
+
+    return registered_version(ref) is not None

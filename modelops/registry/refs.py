@@ -63,15 +63,20 @@ def registered_model_dir(ref: str, uri: str | None = None) -> str | None:
         ModelError: `ref` names the registry (`models:/`, `@alias`, or a bare NAME while a store
             exists) but the name, version or alias is not there; the message lists what is.
     """
+    uri = store_uri(uri)
+    found = registered_version(ref, uri)
+    return None if found is None else str(local_model_dir(store.client(uri), uri, found))
+
+
+def registered_version(ref: str, uri: str | None = None):
+    """The `ModelVersion` `ref` names (nothing downloaded), or None as for `registered_model_dir`."""
     parsed = parse_reference(ref)
     if parsed is None:
         return None
     uri = store_uri(uri)
     if not parsed.explicit and not _store_exists(uri):
         return None
-    client = store.client(uri)
-    version = find_version(client, parsed, uri, quiet=parsed.version is not None and not parsed.explicit)
-    return None if version is None else str(local_model_dir(client, uri, version))
+    return find_version(store.client(uri), parsed, uri, quiet=parsed.version is not None and not parsed.explicit)
 
 
 def find_version(client, ref: Reference, uri: str, quiet: bool = False):
