@@ -157,3 +157,22 @@ def test_a_job_continues_from_a_registered_adapter(tmp_path, monkeypatch):
     assert info["base_model"] == "minilm" and info["continued_from"] == "sentiment@champion" and info["peft"]
     version = store.get_model_version("sentiment", "2")
     assert version.tags["parent_model_version"] == "sentiment/1"
+
+
+@pytest.mark.slow
+def test_accelerate_mlflow_tracker_writes_into_the_same_run_once(tmp_path):
+    args = ["+recipe=lora_small", *FAST, "trainer.log_with=mlflow", "stages=[train]", "hydra.run.dir=outputs/r"]
+    code, _, err = finished(cli(args, tmp_path))
+    assert code == 0, err[-3000:]
+    from modelops.registry.store import client
+
+    store = client(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    experiment = store.get_experiment_by_name("lora_small")
+    (run,) = store.search_runs([experiment.experiment_id])  # Accelerate opened no second run
+    assert run.info.status == "FINISHED"
+    assert run.data.params["epochs"] == "1"  # Accelerate's own config logging, beside ours
+    assert run.data.params["trainer.epochs"] == "1"
+    history = store.get_metric_history(run.info.run_id, "loss")
+    run_dir = tmp_path / "outputs" / "r"
+    assert sorted(m.step for m in history) == sorted(curve(run_dir, "loss"))  # each step once
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
