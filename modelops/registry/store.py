@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from modelops.errors import ConfigError
 from modelops.registry.settings import sqlite_path
 
-_HINT = "fix tracking.uri or MLFLOW_TRACKING_URI, or run with tracking=none"
+HINT = "fix tracking.uri or MLFLOW_TRACKING_URI, or run with tracking=none"
 
 
 def client(uri: str):
@@ -37,9 +37,9 @@ def check_store(uri: str) -> None:
     folder = path.parent
     # No write bit counts even for root, whom the OS (and SQLite) would let write anyway.
     if path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222):
-        raise ConfigError(f"tracking store {path}: the database file is read-only; make it writable or {_HINT}")
+        raise ConfigError(f"tracking store {path}: the database file is read-only; make it writable or {HINT}")
     if folder.exists() and not os.access(folder, os.W_OK):
-        raise ConfigError(f"tracking store {path}: its folder {folder} cannot be written; {_HINT}")
+        raise ConfigError(f"tracking store {path}: its folder {folder} cannot be written; {HINT}")
 
 
 def _check_server(uri: str, timeout: float = 5.0) -> None:
@@ -48,10 +48,10 @@ def _check_server(uri: str, timeout: float = 5.0) -> None:
             response.read()
     except urllib.error.HTTPError as exc:
         if exc.code >= 500:
-            raise ConfigError(f"tracking server {uri} answers HTTP {exc.code}; {_HINT}") from None
+            raise ConfigError(f"tracking server {uri} answers HTTP {exc.code}; {HINT}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ConfigError(f"tracking server {uri} is unreachable ({reason}); start it, or {_HINT}") from None
+        raise ConfigError(f"tracking server {uri} is unreachable ({reason}); start it, or {HINT}") from None
 
 
 @contextlib.contextmanager
