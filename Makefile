@@ -28,3 +28,4 @@ bench:
 	PYTHONPATH=. $(PY) benchmarks/bench_evaluate.py
 	PYTHONPATH=. $(PY) benchmarks/bench_metrics.py
 	PYTHONPATH=. $(PY) benchmarks/bench_train.py
+	PYTHONPATH=. $(PY) benchmarks/bench_tracking.py

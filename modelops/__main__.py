@@ -31,7 +31,12 @@ def main() -> None:
     from modelops.config.resolvers import register_resolvers
     from modelops.distributed import prepare_argv
     from modelops.errors import ModelopsError, report
+    from modelops.registry.cli import COMMANDS
 
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:  # `modelops runs`, `modelops models`, ...: not a Hydra run
+        from modelops.registry.cli import main as registry_main
+
+        sys.exit(registry_main(sys.argv[1:]))
     try:
         sys.argv = prepare_argv(sys.argv)
     except ModelopsError as exc:

@@ -10,7 +10,7 @@ from modelops.config.validate import validate
 from modelops.distributed import is_main_process
 from modelops.errors import DataError
 from modelops.io import write_json
-from modelops.train.record import JobRecord
+from modelops.train.record import JobRecord, read_job
 
 
 def run(cfg, run_dir: str | Path) -> dict[str, Any]:
@@ -22,14 +22,58 @@ def run(cfg, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     record = JobRecord(run_dir / "job.json", enabled=is_main_process())
     record.update(status="validating")
+    tracker = None
     try:
         validate(cfg)  # before anything heavy is imported or loaded
+        tracker = _start_tracking(cfg, run_dir)  # a store that cannot be written fails here, before training
         results = _run_stages(cfg, run_dir, record)
     except BaseException as exc:
-        record.update(status="cancelled" if isinstance(exc, KeyboardInterrupt) else "failed", error=str(exc))
+        status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        record.update(status=status, error=str(exc), **finish_tracking(tracker, run_dir, status, error=str(exc)))
         raise
-    record.update(status="succeeded", progress=1.0, metrics=results)
+    tracked = finish_tracking(tracker, run_dir, "succeeded", results)
+    record.update(status="succeeded", progress=1.0, metrics=results, **tracked)
     return results
+
+
+def _start_tracking(cfg, run_dir: Path):
+    """The run's MLflow tracker (main process only), or None with `tracking=none`."""
+    from omegaconf import OmegaConf
+
+    from modelops.registry.tracker import start_run
+
+    if not is_main_process():
+        return None
+    settings = instantiate(cfg.tracking, "tracking")
+    registry = instantiate(cfg.registry, "registry")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return start_run(settings, run_dir, config, _recipe_name(), registry.name, cfg.trainer.log_with)
+
+
+def _recipe_name() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get("recipe") if HydraConfig.initialized() else None
+
+
+def finish_tracking(tracker, run_dir: Path, status: str, results=None, error=None) -> dict[str, Any]:
+    """Draw `loss_curve.png` and record the outcome in MLflow; never raises (the run's own result comes first).
+
+    Called before the final status reaches `job.json`, so whoever sees that status also finds the
+    registered version. Returns the fields `job.json` gets from it (`registered_model`).
+    """
+    if not is_main_process():
+        return {}
+    import warnings
+
+    from modelops.train.curve import write_loss_curve
+
+    try:
+        write_loss_curve(run_dir)
+    except OSError as exc:
+        warnings.warn(f"{run_dir}/loss_curve.png: not written ({exc})", stacklevel=2)
+    registered = tracker.finish(status, results, error) if tracker is not None else None
+    return {"registered_model": registered} if registered else {}
 
 
 def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
@@ -140,4 +184,8 @@ def summary(results: dict[str, Any], run_dir: Path) -> str:
         lines.append(comparison_table(evals))
     if "train" in results:
         lines.append(f"model: {results['train']['model_dir']}")
+    job_file = Path(run_dir) / "job.json"
+    registered = read_job(job_file).get("registered_model") if job_file.exists() else None
+    if registered:
+        lines.append(f"registered: {registered}")
     return "\n".join(lines)

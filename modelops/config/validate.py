@@ -21,7 +21,7 @@ from modelops.errors import ConfigError, did_you_mean
 __all__ = ["DEFAULT_ALLOWED", "GROUPS", "STAGES", "check_node", "check_target", "validate"]
 
 STAGES = ("sanitize", "preview", "train", "evaluate")
-GROUPS = ("dataset", "sanitizer", "model", "trainer", "evaluator")
+GROUPS = ("dataset", "sanitizer", "model", "trainer", "evaluator", "tracking", "registry")
 TOP_LEVEL = (*GROUPS, "stages", "allowed_targets", "objective")
 _SPECIAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 

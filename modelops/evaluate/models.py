@@ -8,7 +8,7 @@ Accepted, tried in this order:
 3. a plain PEFT adapter directory (``adapter_config.json``: its ``task_type`` gives the task);
 4. a saved transformers model directory (``config.json``);
 5. a ``conf/model`` option name (``tiny_llama``): its ``ModelSpec`` gives the task, its adapter is left off;
-6. a built-in alias (``minilm``, ``tiny-llama``) or a hub id.
+6. a built-in alias (``minilm``, ``tiny-llama``), a registered model (``NAME``, ``NAME@alias``, ``NAME/3``) or a hub id.
 
 For 4 and 6 the task comes from the model config's ``architectures`` (``*ForCausalLM``/``*LMHeadModel`` ->
 ``causal_lm``, ``*ForSequenceClassification`` -> ``seq_cls``); for other architectures (a bare encoder such as
@@ -72,12 +72,14 @@ def load_for_evaluation(ref: Any, data_format: str, labels: list[str] | None, se
         from modelops.models.resolve import resolve_name_or_path
 
         source = resolve_name_or_path(text)
+        if Path(source).is_dir():  # a registered model resolves to its model directory
+            return _from_directory(Path(source), text, data_format, labels, seed)
         return _from_base(source, text, data_format, labels, seed)
     except ModelopsError as exc:
         tried = (
             "a (model, tokenizer) pair, a modelops model or run directory (modelops.json, model/modelops.json), "
             "a PEFT adapter directory, a transformers model directory, a conf/model option, "
-            "a built-in alias (minilm, tiny-llama, tiny-gpt2), a hub id"
+            "a built-in alias (minilm, tiny-llama, tiny-gpt2), a registered model (NAME, NAME@alias, NAME/3), a hub id"
         )
         raise ModelError(f"Evaluator: cannot load model {text!r}: {exc}. Accepted: {tried}") from exc
 

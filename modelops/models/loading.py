@@ -44,6 +44,8 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | Non
     if seed is not None:
         torch.manual_seed(seed)
     source = resolve_name_or_path(spec.name_or_path)
+    if trained_adapter_info(source) is not None:
+        return _continue_adapter(spec, source, labels, seed)
     # Weights load from safetensors only: a pickled checkpoint could run code.
     kwargs: dict[str, Any] = {
         "dtype": getattr(torch, spec.dtype), "trust_remote_code": spec.trust_remote_code, "use_safetensors": True,
@@ -125,6 +127,38 @@ def apply_liger(model) -> None:
     from transformers.integrations.liger import apply_liger_kernel
 
     apply_liger_kernel(model, {"fused_linear_cross_entropy": False, "cross_entropy": False})
+
+
+def trained_adapter_info(source: str | Path) -> dict[str, Any] | None:
+    """The `modelops.json` of a model directory holding an adapter trained by modelops, else None."""
+    info_path = Path(source) / "modelops.json"
+    if not info_path.is_file() or not (Path(source) / "adapter_config.json").is_file():
+        return None
+    return json.loads(info_path.read_text())
+
+
+def base_model_ref(ref: str) -> str:
+    """The model `ref`'s weights sit on: for an adapter trained by modelops, its base model; else `ref`."""
+    info = trained_adapter_info(resolve_name_or_path(ref))
+    return ref if info is None else info["base_model"]
+
+
+def _continue_adapter(spec: ModelSpec, source: str, labels: list[str] | None, seed: int | None):
+    """A trained adapter on its base model, trainable again: training continues from it (its own LoRA config)."""
+    import warnings
+
+    from peft import PeftModel
+
+    info = trained_adapter_info(source)
+    if labels and info.get("labels") and list(labels) != list(info["labels"]):
+        raise ModelError(f"model {spec.name_or_path!r}: trained with labels {info['labels']}, the data has {labels}")
+    if spec.peft is not None:
+        warnings.warn(f"model.peft is not applied: {spec.name_or_path!r} is a trained adapter, and training "
+                      "continues that adapter", stacklevel=3)  # fmt: skip
+    base_spec = ModelSpec(name_or_path=info["base_model"], task=info["task"], max_length=spec.max_length,
+                          dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)  # fmt: skip
+    base = load_model(base_spec, labels=info.get("labels") or labels, seed=seed)
+    return PeftModel.from_pretrained(base, source, is_trainable=True)
 
 
 def _refuse_pickled_weights(ref: str, source: str) -> None:

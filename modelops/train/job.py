@@ -46,6 +46,29 @@ def _model_node(model: Any, dataset=None) -> dict[str, Any]:
     return node
 
 
+def _tracking_node(tracking: str | dict) -> dict[str, Any]:
+    """The `tracking` node with its store URI fixed now (this process's env and cwd), checked at once."""
+    from omegaconf import OmegaConf
+
+    from modelops.config.build import instantiate
+    from modelops.config.paths import conf_dir
+    from modelops.registry.settings import store_uri
+    from modelops.registry.store import check_store
+
+    if isinstance(tracking, dict):
+        node = dict(tracking)
+    else:
+        options = sorted(p.stem for p in (conf_dir() / "tracking").glob("*.yaml"))
+        if tracking not in options:
+            raise ConfigError(f"FineTuningJob: tracking={tracking!r} is not one of {options}")
+        node = OmegaConf.to_container(OmegaConf.load(conf_dir() / "tracking" / f"{tracking}.yaml"))
+    settings = instantiate(node, "tracking")
+    if settings.enabled:
+        node["uri"] = store_uri(settings.uri)
+        check_store(node["uri"])  # an unreachable server fails here, not later in the training process
+    return node
+
+
 def _trainer_node(options: dict[str, Any]) -> dict[str, Any]:
     """`conf/trainer/default.yaml` with `options` over it: the node the CLI's `trainer=default` composes."""
     from modelops.config.options import conf_node
@@ -73,6 +96,10 @@ class FineTuningJob:
             machine without GPUs, CPU processes over gloo). `batch_size` is per process.
         **trainer_options: any other `TrainConfig` field (`batch_size`, `seed`, ...). Every option not
             given is the one `conf/trainer/default.yaml` sets, so a job trains as the CLI does.
+        tracking: a `conf/tracking` option (`mlflow`, `none`) or its node: where the job's run is
+            recorded; a successful job registers its model.
+        registry_name: the registered model the job's model becomes the next version of (default:
+            the experiment's name).
 
     Raises:
         ConfigError: an unknown or impossible trainer option.
@@ -82,10 +109,13 @@ class FineTuningJob:
 
     def __init__(self, model: Any = "minilm_cls", dataset=None, epochs: int | None = None,
                  learning_rate: float | None = None, output_dir: str | Path | None = None, num_processes: int = 1,
+                 tracking: str | dict = "mlflow", registry_name: str | None = None,
                  **trainer_options: Any):  # fmt: skip
         if num_processes < 1:
             raise ConfigError(f"FineTuningJob: num_processes must be >= 1, got {num_processes}")
         named = {"epochs": epochs, "learning_rate": learning_rate}
+        self.tracking_node = _tracking_node(tracking)
+        self.registry_node = {"_target_": "modelops.registry.settings.RegistryConfig", "name": registry_name}
         self.model_node = _model_node(model, dataset)
         self.trainer_node = _trainer_node({**{k: v for k, v in named.items() if v is not None}, **trainer_options})
         self.dataset = dataset
@@ -107,7 +137,8 @@ class FineTuningJob:
         dataset = instantiate(cfg.dataset, "dataset", cfg.allowed_targets)
         if "sanitize" in cfg.stages:
             dataset = instantiate(cfg.sanitizer, "sanitizer", cfg.allowed_targets).sanitize(dataset)
-        job = cls(model=OmegaConf.to_container(cfg.model), dataset=dataset, output_dir=output_dir)
+        job = cls(model=OmegaConf.to_container(cfg.model), dataset=dataset, output_dir=output_dir,
+                  tracking=OmegaConf.to_container(cfg.tracking), registry_name=cfg.registry.name)  # fmt: skip
         job.trainer_node = OmegaConf.to_container(cfg.trainer)
         return job
 
@@ -141,7 +172,9 @@ class FineTuningJob:
         try:
             JobRecord(self.run_dir / "job.json").update(status="queued")
             self.dataset.save_to_disk(self.run_dir / "data" / "input")
-            write_json(self.run_dir / SPEC_FILE, {"model": self.model_node, "trainer": self.trainer_node})
+            nodes = {"model": self.model_node, "trainer": self.trainer_node, "tracking": self.tracking_node,
+                     "registry": self.registry_node}  # fmt: skip
+            write_json(self.run_dir / SPEC_FILE, nodes)
         except OSError as exc:
             raise JobError(f"{self.run_dir}: cannot write the run directory ({exc.strerror or exc})") from exc
         # The child imports modelops from where this process did, installed or not.
