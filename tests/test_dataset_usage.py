@@ -125,7 +125,7 @@ def test_cli_headerless_tsv_with_columns_by_position(tmp_path):
     args = [f"dataset.train={path}", "dataset.header=false", "dataset.columns={text: 0, label: 1}", "sanitizer=none"]
     proc = _cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (run_dir,) = list((tmp_path / "outputs").glob("*/*"))
+    (run_dir,) = list((tmp_path / "outputs").glob("????-??-??/*"))
     lineage = json.loads((run_dir / "data" / "lineage.json").read_text())
     assert lineage["loaded"]["train"]["rows"] == len(AG_NEWS)
     assert lineage["loaded"]["train"]["fingerprint"] == Dataset.from_records(
@@ -248,7 +248,7 @@ def test_cli_skip_prints_the_counts_and_saves_every_skipped_line(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"skipped 2 row(s) of train ({train}): not_json=1, wrong_type=1" in proc.stdout
     assert f"skipped 1 row(s) of test ({test}): unknown_label=1" in proc.stdout
-    (run_dir,) = list((tmp_path / "outputs").glob("*/*"))
+    (run_dir,) = list((tmp_path / "outputs").glob("????-??-??/*"))
     assert f"{run_dir / 'data' / 'skipped.jsonl'}" in proc.stdout
     skipped = [json.loads(line) for line in (run_dir / "data" / "skipped.jsonl").read_text().splitlines()]
     assert [(r["split"], Path(r["file"]).name, r["line"], r["row"], r["reason"], r["raw"]) for r in skipped] == [

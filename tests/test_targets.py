@@ -250,7 +250,7 @@ def test_cli_refuses_an_escape_with_exit_2_before_anything_runs(tmp_path):
     assert lines == [lines[-1]] and "Traceback" not in proc.stderr
     assert lines[0].startswith("error: model.peft._target_: 'torch.os.system' resolves to posix.system, outside")
     assert not marker.exists()
-    run_dir = next((tmp_path / "outputs").glob("*/*"))
+    run_dir = next((tmp_path / "outputs").glob("????-??-??/*"))
     assert not (run_dir / "data").exists()  # refused before the dataset was built
 
 
