@@ -18,6 +18,8 @@ BATCHING = ("pad", "group_by_length", "packing")
 EVAL_MODES = ("auto", "min", "max")
 LOSS_ON = ("answer", "all")
 TOO_LONG = ("truncate", "reject")
+#: `sft` trains on demonstrations; the others on `preference` pairs (modelops.train.preference).
+OBJECTIVES = ("sft", "dpo", "ipo", "simpo", "orpo")
 #: Metrics the loop can track during training, per task (`loss` is the validation loss per target token).
 EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity")}
 
@@ -69,6 +71,13 @@ class TrainConfig:
         cache_dir: where tokenised data is cached (default `$MODELOPS_CACHE/tokenized`).
         merge_adapter: with a PEFT model, also save the merged full model in `model/merged/`.
         preview_examples: how many training examples to show with their loss mask before training.
+        objective: `sft` (demonstrations; on `preference` data, the chosen side of each pair), or a
+            preference objective on `preference` pairs, causal LMs only: `dpo`, `ipo` (both against a
+            reference: the base with the adapter disabled under LoRA, a frozen copy of the initial
+            weights otherwise), `simpo` or `orpo` (no reference). See `modelops.train.preference`.
+        beta: DPO/IPO/SimPO temperature; ORPO's weight on the odds-ratio term (as TRL's `beta`).
+        label_smoothing: DPO and SimPO: the assumed share of flipped preference labels, in [0, 0.5).
+        simpo_gamma: SimPO's target reward margin.
     """
 
     epochs: int = _DEFAULTS["epochs"]
@@ -101,6 +110,10 @@ class TrainConfig:
     cache_dir: str | None = _DEFAULTS["cache_dir"]
     merge_adapter: bool = _DEFAULTS["merge_adapter"]
     preview_examples: int = _DEFAULTS["preview_examples"]
+    objective: str = _DEFAULTS["objective"]
+    beta: float = _DEFAULTS["beta"]
+    label_smoothing: float = _DEFAULTS["label_smoothing"]
+    simpo_gamma: float = _DEFAULTS["simpo_gamma"]
 
     def __post_init__(self) -> None:
         for key, ok, rule in self._checks():
@@ -138,6 +151,10 @@ class TrainConfig:
             ("loss_on", self.loss_on in LOSS_ON, f"must be one of {list(LOSS_ON)}"),
             ("too_long", self.too_long in TOO_LONG, f"must be one of {list(TOO_LONG)}"),
             ("preview_examples", self.preview_examples >= 0, "must be >= 0"),
+            ("objective", self.objective in OBJECTIVES, f"must be one of {list(OBJECTIVES)}"),
+            ("beta", self.beta > 0, "must be > 0"),
+            ("label_smoothing", 0 <= self.label_smoothing < 0.5, "must be in [0, 0.5)"),
+            ("simpo_gamma", self.simpo_gamma >= 0, "must be >= 0"),
         ]
 
     @property

@@ -18,7 +18,7 @@ from modelops.train.batching import (
 )
 from modelops.train.config import TrainConfig
 
-CAUSAL_FORMATS = ("text", "completion", "instruction", "chat")
+CAUSAL_FORMATS = ("text", "completion", "instruction", "chat", "preference")
 
 
 @dataclass
@@ -49,6 +49,7 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
             f"model.task=causal_lm trains on {list(CAUSAL_FORMATS)} data, not {dataset.format!r}; "
             "use a classifier (model.task=seq_cls, e.g. model=minilm_cls)"
         )
+    _check_objective(spec, dataset, config)
     if config.batching == "packing" and spec.task != "causal_lm":
         raise ConfigError("trainer.batching=packing: only for causal LMs; use group_by_length for classifiers")
     if config.eval_every and "validation" not in dataset:
@@ -62,9 +63,33 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
         )
 
 
+def _check_objective(spec: ModelSpec, dataset, config: TrainConfig) -> None:
+    """A preference objective needs a causal LM and preference pairs; they are trained on nothing else."""
+    if config.objective == "sft":
+        return
+    if spec.task != "causal_lm":
+        raise ConfigError(
+            f"trainer.objective={config.objective}: preference tuning is for causal LMs, not model.task={spec.task}"
+        )
+    if dataset.format != "preference":
+        raise ConfigError(
+            f"trainer.objective={config.objective} trains on preference pairs (prompt, chosen, rejected), "
+            f"not {dataset.format!r} data; use trainer.objective=sft, or a preference dataset"
+        )
+    if config.batching == "packing":
+        raise ConfigError(f"trainer.batching=packing: not with trainer.objective={config.objective}; "
+                          "use group_by_length (pairs of similar length are batched together)")  # fmt: skip
+    if config.eval_every:
+        raise ConfigError(f"trainer.eval_every: validation during training is SFT-only for now; with "
+                          f"trainer.objective={config.objective} set it to null and score the result with the "
+                          "evaluator (reward_accuracy, preference_accuracy)")  # fmt: skip
+
+
 def setup_data(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainData:
     """Tokenise (through the cache) and batch the train split; tokenise validation when evaluating."""
     check_task(spec, dataset, config)
+    if config.objective != "sft":
+        return _pairs(dataset, tokenizer, spec, config)
     build = _classification if spec.task == "seq_cls" else _causal_lm
     train, collate, hit, preview = build(dataset, "train", tokenizer, spec, config, config.batching == "packing")
     hits = {"train": hit}
@@ -88,6 +113,8 @@ def _cached(dataset, split: str, tokenizer, spec, config, packing: bool, build):
 
     loss_on = config.loss_on if spec.task == "causal_lm" else None
     key = tokenization_key(dataset.fingerprint(split), tokenizer, dataset.format, spec.max_length, loss_on, packing)
+    if dataset.format == "preference":  # pairs, or their chosen side for SFT: not the same rows
+        key = {**key, "pairs": config.objective != "sft", "too_long": config.too_long}
     if spec.task == "seq_cls":
         key = {**key, "labels": dataset.labels}  # the label ids are part of the rows
     elif config.too_long != "truncate":
@@ -108,8 +135,13 @@ def _causal_lm(dataset, split, tokenizer, spec, config, packing):
     from modelops.train.sft import tokenize_causal_lm
 
     def build():
+        table, fmt = dataset[split], dataset.format
+        if fmt == "preference":
+            from modelops.train.preference import chosen_as_sft
+
+            table, fmt = chosen_as_sft(table)
         tokenized = tokenize_causal_lm(
-            dataset[split], dataset.format, tokenizer, spec.max_length, loss_on=config.loss_on, too_long=config.too_long
+            table, fmt, tokenizer, spec.max_length, loss_on=config.loss_on, too_long=config.too_long
         )
         return pack(tokenized, spec.max_length) if packing else tokenized
 
@@ -130,6 +162,20 @@ def _causal_lm(dataset, split, tokenizer, spec, config, packing):
     return tokenized.select_columns(model_columns(tokenized)), collate, hit, preview
 
 
+def _pairs(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainData:
+    """Preference pairs: tokenised (cached), batched by length, both sides of a pair in one batch."""
+    from modelops.train.preference import PairCollator, preview_pairs, tokenize_pairs
+
+    def build():
+        return tokenize_pairs(dataset["train"], tokenizer, spec.max_length, config.too_long)
+
+    tokenized, hit = _cached(dataset, "train", tokenizer, spec, config, False, build)
+    preview = preview_pairs(tokenized, tokenizer, config.preview_examples) if config.preview_examples else ""
+    collate = PairCollator(tokenizer.pad_token_id)
+    loader = train_loader(tokenized, collate, config.batch_size, config.seed, config.batching)
+    return TrainData(loader, loader.batch_sampler, None, None, {"train": hit}, preview)
+
+
 def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> str:
     """The first `n` training examples as the model will see them, with the tokens that carry loss marked.
 
@@ -141,6 +187,8 @@ def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> s
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
     if spec.task == "causal_lm":
         shown = dataclasses.replace(config, preview_examples=n)
+        if config.objective != "sft":
+            return _pairs(dataset, tokenizer, spec, shown).preview
         return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing")[3]
     tokenized = _classification(dataset, "train", tokenizer, spec, config, False)[0]
     names = dataset.labels or []
