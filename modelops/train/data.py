@@ -39,6 +39,7 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
         raise JobError(f"the dataset has no 'train' split (splits: {dataset.split_names})")
     if len(dataset["train"]) == 0:
         raise DataError("the train split is empty: nothing to train on")
+    _check_objective(spec, dataset, config)
     if spec.task == "seq_cls" and dataset.format != "classification":
         raise ConfigError(
             f"model.task=seq_cls needs classification data, but the dataset's format is {dataset.format!r}; "
@@ -49,7 +50,6 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
             f"model.task=causal_lm trains on {list(CAUSAL_FORMATS)} data, not {dataset.format!r}; "
             "use a classifier (model.task=seq_cls, e.g. model=minilm_cls)"
         )
-    _check_objective(spec, dataset, config)
     if config.batching == "packing" and spec.task != "causal_lm":
         raise ConfigError("trainer.batching=packing: only for causal LMs; use group_by_length for classifiers")
     if config.eval_every and "validation" not in dataset:
