@@ -27,7 +27,7 @@ class Dataset:
 
     Args:
         splits: split name -> `datasets.Dataset`.
-        format: the row format (`classification`, `text`, `completion`, `instruction`, `chat`).
+        format: the row format (`classification`, `text`, `completion`, `instruction`, `chat`, `preference`).
         labels: for classification, the label names in id order; inferred when omitted (from the
             train split when there is one; int labels 0..k-1 are named "0".."k-1").
         load_report: split name -> `loaders.LoadReport`, as the loaders fill it.

@@ -296,7 +296,7 @@ class _Builder:
         self.report = LoadReport(source)
         self._pending: list[tuple[Place, Any, str | None]] = []
         self._tables: list[Any] = []
-        self._label_type: list = []
+        self._seen: dict[str, Any] = {}
         self._mapping_checked = False
 
     def add(self, place: Place, item: Any, raw: str | None = None) -> None:
@@ -330,7 +330,7 @@ class _Builder:
                     raise row
                 if self.fmt is None:  # nothing detectable yet: only non-objects so far
                     raise RowProblem("not_object", f"expected a JSON object, got {formats._type_name(row)}")
-                good.append(formats.check_row(_rename(row, self.mapping), self.fmt, self._label_type))
+                good.append(formats.check_row(_rename(row, self.mapping), self.fmt, self._seen))
                 first = first or place
             except RowProblem as problem:
                 self._problem(place, problem, raw if raw is not None else _raw(row))
