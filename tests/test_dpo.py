@@ -17,7 +17,9 @@ def _logps(chosen, rejected, chosen_tokens, rejected_tokens):
 
     from modelops.train.preference import SideLogps
 
-    return SideLogps(*(torch.tensor(v, dtype=torch.float64) for v in (chosen, rejected, chosen_tokens, rejected_tokens)))
+    return SideLogps(
+        *(torch.tensor(v, dtype=torch.float64) for v in (chosen, rejected, chosen_tokens, rejected_tokens))
+    )
 
 
 def _sigmoid(x: float) -> float:
@@ -151,7 +153,10 @@ def test_tokenize_pairs_text_and_chat_rows_and_counts_what_it_cut():
              "rejected": [{"role": "assistant", "content": "no"}]}]  # fmt: skip
     row = tokenize_pairs(datasets.Dataset.from_list(chat), tokenizer, max_length=64)[0]
     prompt = tokenizer.apply_chat_template(chat[0]["prompt"], tokenize=False, add_generation_prompt=True)
-    assert tokenizer.decode(row["prompt_ids"]) == tokenizer.bos_token + prompt and tokenizer.decode(row["chosen_ids"]) == "ok</s>"
+    assert (
+        tokenizer.decode(row["prompt_ids"]) == tokenizer.bos_token + prompt
+        and tokenizer.decode(row["chosen_ids"]) == "ok</s>"
+    )
     with pytest.raises(DataError, match=r"row 1: prompt \d+ \+ response \d+ tokens exceed max_length=12"):
         tokenize_pairs(datasets.Dataset.from_list(rows), tokenizer, max_length=12, too_long="reject")
 

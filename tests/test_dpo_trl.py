@@ -10,8 +10,7 @@ pytest.importorskip("trl")
 
 BETA = 0.1
 ROWS = [
-    {"prompt": f"Q{i}: what is {i}+{i}?", "chosen": f" {2 * i}", "rejected": " no idea" * (1 + i % 3)}
-    for i in range(4)
+    {"prompt": f"Q{i}: what is {i}+{i}?", "chosen": f" {2 * i}", "rejected": " no idea" * (1 + i % 3)} for i in range(4)
 ]
 
 
