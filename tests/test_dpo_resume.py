@@ -1,4 +1,4 @@
-"""DPO checkpoints and resume: a resumed (or SIGKILLed and resumed) run ends with the weights of an uninterrupted one."""
+"""DPO resume: a resumed (or SIGKILLed and resumed) run ends with the weights of an uninterrupted one."""
 
 from __future__ import annotations
 
