@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-LR, BETA, SEED, MAX_LENGTH = 5e-4, 0.1, 0, 256
+LR, BETA, SEED, MAX_LENGTH = 2e-4, 0.1, 0, 256
 WORDS = ["so", "the", "answer", "is", "clearly", "this", "one", "as", "far", "as", "I", "can", "tell",
          "from", "what", "is", "known"]  # fmt: skip
 
@@ -72,7 +72,7 @@ def run_ours(rows: list[dict], batch: int, workdir: Path) -> dict:
 def run_trl(rows: list[dict], batch: int, workdir: Path) -> dict:
     import datasets
     import torch
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
     from modelops.models.loading import load_model, load_tokenizer
@@ -82,7 +82,8 @@ def run_trl(rows: list[dict], batch: int, workdir: Path) -> dict:
     model = load_model(ModelSpec(name_or_path="tiny-llama", task="causal_lm", max_length=MAX_LENGTH), seed=SEED)
     args = DPOConfig(
         output_dir=str(workdir / "trl"), per_device_train_batch_size=batch, num_train_epochs=1, learning_rate=LR,
-        weight_decay=0.0, warmup_ratio=0.1, lr_scheduler_type="linear", max_grad_norm=1.0, beta=BETA, seed=SEED,
+        weight_decay=0.0, warmup_steps=int(0.1 * -(-len(rows) // batch)), lr_scheduler_type="linear",
+        max_grad_norm=1.0, beta=BETA, seed=SEED,
         loss_type=["sigmoid"], max_length=MAX_LENGTH, bf16=False, fp16=False, gradient_checkpointing=False,
         use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to=[], logging_steps=1,
         dataloader_num_workers=0, disable_tqdm=True,
@@ -95,6 +96,7 @@ def run_trl(rows: list[dict], batch: int, workdir: Path) -> dict:
 
     trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=args, processing_class=tokenizer,
                          train_dataset=datasets.Dataset.from_list(rows), callbacks=[Stamp()])  # fmt: skip
+    trainer.remove_callback(PrinterCallback)  # its per-step log lines; the losses are read from log_history
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {"pairs_per_s": (len(rows) - batch) / (stamps[-1] - stamps[0]), "losses": losses, "steps": len(stamps)}
