@@ -262,3 +262,26 @@ def test_a_step_split_into_micro_batches_gives_the_same_gradients():
     whole, split = gradients([pairs]), gradients([pairs[:2], pairs[2:]])
     assert max(float((a - b).abs().max()) for a, b in zip(whole, split, strict=True)) < 1e-6
     assert max(float(g.abs().max()) for g in whole) > 1e-4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["+recipe=lora_small", "trainer.objective=dpo"], "trainer.objective=dpo: preference tuning is for causal LMs"),
+        (["+recipe=sft_tiny", "trainer.objective=ipo"], "trainer.objective=ipo trains on preference pairs"),
+        (["+recipe=dpo_tiny", "trainer.objective=kto"], "trainer.objective: must be one of"),
+    ],
+)
+def test_the_cli_names_trainer_objective_and_exits_2(tmp_path, overrides, message):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    env.pop("MODELOPS_DEBUG", None)
+    command = [sys.executable, "-m", "modelops", *overrides, "stages=[train]"]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -211,7 +211,8 @@ def _setup_objective(accelerator, model, spec: ModelSpec, config: TrainConfig):
     from modelops.train.preference import preference_step
 
     return preference_step(model, spec.peft is not None, config.objective, config.beta, config.label_smoothing,
-                           config.simpo_gamma, accelerator.device, accelerator.unwrap_model)  # fmt: skip
+                           config.simpo_gamma, accelerator.device, accelerator.unwrap_model,
+                           accelerator.autocast)  # fmt: skip
 
 
 def _setup_data(accelerator, dataset, tokenizer, spec: ModelSpec, config: TrainConfig, run_dir: Path, record):

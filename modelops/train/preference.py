@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -306,10 +307,12 @@ class Reference:
     Args:
         model: the policy, unprepared.
         peft: whether the policy is a PEFT model (then no copy is made).
+        autocast: the mixed-precision context the policy runs under (`accelerator.autocast`): preparing
+            gives the policy's forward its autocast, and the copy, never prepared, runs under the same one.
     """
 
-    def __init__(self, model, peft: bool):
-        self.peft = peft
+    def __init__(self, model, peft: bool, autocast: Callable[[], Any] = nullcontext):
+        self.peft, self.autocast = peft, autocast
         self.frozen = None
         if not peft:
             self.frozen = copy.deepcopy(model).eval().requires_grad_(False)
@@ -324,7 +327,7 @@ class Reference:
         import torch
 
         if self.frozen is not None:
-            with torch.no_grad():
+            with torch.no_grad(), self.autocast():
                 return response_logps(self.frozen, batch)
         was_training = policy.training
         policy.eval()
@@ -375,7 +378,8 @@ class PreferenceStep:
 
 
 def preference_step(model, peft: bool, objective: str, beta: float, label_smoothing: float, simpo_gamma: float,
-                    device=None, unwrap=lambda m: m) -> PreferenceStep:  # fmt: skip
+                    device=None, unwrap=lambda m: m,
+                    autocast: Callable[[], Any] = nullcontext) -> PreferenceStep:  # fmt: skip
     """The loss step for `objective`, with its reference (made now, from `model`'s initial weights) on `device`."""
-    reference = Reference(model, peft).to(device) if objective in WITH_REFERENCE else None
+    reference = Reference(model, peft, autocast).to(device) if objective in WITH_REFERENCE else None
     return PreferenceStep(PreferenceLoss(objective, beta, label_smoothing, simpo_gamma), reference, unwrap)
