@@ -285,3 +285,22 @@ def test_the_cli_names_trainer_objective_and_exits_2(tmp_path, overrides, messag
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sft_on_preference_data_trains_on_the_chosen_answers_and_dpo_on_pairs(tmp_path):
+    from modelops.data.dataset import Dataset
+    from modelops.models.spec import ModelSpec
+    from modelops.train.data import setup_data
+
+    rows = [{"prompt": "What is 2 + 3?", "chosen": "5", "rejected": "7"}]
+    dataset = Dataset.from_records(rows, format="preference")
+    tokenizer, spec = _tokenizer(), ModelSpec(name_or_path="tiny-llama", task="causal_lm", max_length=64)
+    sft = setup_data(dataset, tokenizer, spec, TrainConfig(cache_dir=str(tmp_path), preview_examples=0))
+    batch = next(iter(sft.loader))
+    trained = [t for t in batch["labels"][0].tolist() if t != IGNORE_INDEX]
+    assert tokenizer.decode(trained) == "5</s>"
+    assert tokenizer.decode(batch["input_ids"][0].tolist()) == "<s>What is 2 + 3?5</s>"
+    pairs = setup_data(dataset, tokenizer, spec, TrainConfig(objective="dpo", cache_dir=str(tmp_path)))
+    batch = next(iter(pairs.loader))
+    assert batch["input_ids"].shape[0] == 2 and batch["num_targets"] == 1  # both sides, one pair
+    assert "[[chosen: 5</s>]]" in pairs.preview and "[[rejected: 7</s>]]" in pairs.preview
