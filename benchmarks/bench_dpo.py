@@ -3,9 +3,9 @@
 Both fully fine-tune the tiny Llama (seeded random weights) with DPO (sigmoid loss, beta 0.1) against a
 frozen copy of the initial model, batch 8 pairs, one epoch, AdamW with linear decay and 10% warmup,
 fp32, no gradient checkpointing, on preference pairs of widely varied length (the demo's prompts; each
-answer followed by 0 to ~40 filler words, most short). TRL is configured as a careful user would: bf16
-and gradient checkpointing off (its 1.16 defaults turn both on, also on a CPU), no reporting, no saving,
-its reference log-probs computed each step like ours.
+answer followed by 0 to 40 words, most few, in one register for chosen and another for rejected). TRL
+is configured as a careful user would: bf16 and gradient checkpointing off (its 1.16 defaults turn
+both on, also on a CPU), no reporting, no saving, its reference log-probs computed each step like ours.
 
 Figures: pairs per second of training (setup and tokenisation left out on both sides), the ratio, and the
 loss curves (a moving mean over 10 steps; the pairs come in a different order on each side, so single
@@ -28,8 +28,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 LR, BETA, SEED, MAX_LENGTH = 2e-4, 0.1, 0, 256
-WORDS = ["so", "the", "answer", "is", "clearly", "this", "one", "as", "far", "as", "I", "can", "tell",
-         "from", "what", "is", "known"]  # fmt: skip
+# The chosen answers go on in one register, the rejected ones in another: a preference both can learn.
+CHOSEN_WORDS = ["thanks", "for", "asking", "this", "is", "the", "right", "answer", "as", "far", "as", "known"]
+REJECTED_WORDS = ["whatever", "maybe", "who", "knows", "not", "sure", "guessing", "here", "honestly"]
 
 
 def varied_pairs(n: int, seed: int) -> list[dict]:
@@ -39,11 +40,11 @@ def varied_pairs(n: int, seed: int) -> list[dict]:
     demo = preference_demo(n=n, seed=seed, validation=0, test=0)["train"]
     rng = random.Random(seed)
 
-    def tail() -> str:
-        return " ".join(rng.choice(WORDS) for _ in range(min(40, int(rng.expovariate(1 / 6.0)))))
+    def tail(words: list[str]) -> str:
+        return " ".join(rng.choice(words) for _ in range(min(40, int(rng.expovariate(1 / 6.0)))))
 
-    return [{"prompt": r["prompt"], "chosen": f"{r['chosen']} {tail()}".rstrip(),
-             "rejected": f"{r['rejected']} {tail()}".rstrip()} for r in demo]  # fmt: skip
+    return [{"prompt": r["prompt"], "chosen": f"{r['chosen']} {tail(CHOSEN_WORDS)}".rstrip(),
+             "rejected": f"{r['rejected']} {tail(REJECTED_WORDS)}".rstrip()} for r in demo]  # fmt: skip
 
 
 def run_ours(rows: list[dict], batch: int, workdir: Path) -> dict:
