@@ -304,3 +304,27 @@ def test_sft_on_preference_data_trains_on_the_chosen_answers_and_dpo_on_pairs(tm
     batch = next(iter(pairs.loader))
     assert batch["input_ids"].shape[0] == 2 and batch["num_targets"] == 1  # both sides, one pair
     assert "[[chosen: 5</s>]]" in pairs.preview and "[[rejected: 7</s>]]" in pairs.preview
+
+
+@pytest.mark.parametrize("objective", ["ipo", "simpo", "orpo"])
+def test_every_objective_trains_chat_pairs_and_widens_the_margin(tmp_path, objective):
+    import json
+
+    from modelops.data.dataset import Dataset
+    from modelops.data.demo_formats import preference_demo
+    from modelops.models.spec import ModelSpec
+    from modelops.train.loop import train
+
+    pairs = preference_demo(n=32, seed=1, validation=0, test=0, chat=True)["train"]
+    dataset = Dataset({"train": pairs}, format="preference")
+    spec = ModelSpec(name_or_path="tiny-llama", task="causal_lm", max_length=128)
+    config = TrainConfig(objective=objective, beta=2.0 if objective == "simpo" else 0.1, max_steps=12, batch_size=8,
+                         learning_rate=2e-3, warmup_ratio=0.0, log_every=4, checkpoint_every=None,
+                         cache_dir=str(tmp_path / "cache"), preview_examples=0)  # fmt: skip
+    train(spec, dataset, config, tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["rewards/margins"] > rows[0]["rewards/margins"]
+    if objective == "orpo":  # its NLL term makes the chosen answers more likely
+        assert rows[-1]["logps/chosen"] > rows[0]["logps/chosen"]
+    info = json.loads((tmp_path / "run" / "model" / "modelops.json").read_text())
+    assert info["objective"] == objective

@@ -43,7 +43,7 @@ def _trl(policy, reference, tokenizer, tmp_path) -> dict[str, float]:
     trainer.model.eval()  # no dropout, and the metrics land in the "eval" bucket
     loss = trainer._compute_loss(trainer.model, batch, False)
     metrics = {k: v[-1] for k, v in trainer._metrics["eval"].items()}
-    return {"loss": float(loss), **metrics}
+    return {"loss": float(loss.detach()), **metrics}
 
 
 def _ours(policy, reference_model, tokenizer) -> dict[str, float]:
