@@ -220,7 +220,7 @@ class _Pairs:
         return [None]
 
 
-def test_preference_objectives_refuse_classifiers_other_data_packing_and_eval():
+def test_preference_objectives_refuse_classifiers_other_data_and_packing():
     from modelops.models.spec import ModelSpec
     from modelops.train.data import check_task
 
@@ -328,3 +328,30 @@ def test_every_objective_trains_chat_pairs_and_widens_the_margin(tmp_path, objec
         assert rows[-1]["logps/chosen"] > rows[0]["logps/chosen"]
     info = json.loads((tmp_path / "run" / "model" / "modelops.json").read_text())
     assert info["objective"] == objective
+
+
+def test_dpo_validation_during_training_keeps_the_best_reward_accuracy(tmp_path):
+    import json
+
+    from modelops.data.demo_formats import preference_demo
+    from modelops.models.spec import ModelSpec
+    from modelops.train.loop import train
+
+    dataset = preference_demo(n=60, seed=4, validation=0.2, test=0)
+    spec = ModelSpec(name_or_path="tiny-llama", task="causal_lm", max_length=64)
+    config = TrainConfig(objective="dpo", max_steps=9, batch_size=8, learning_rate=2e-3, warmup_ratio=0.0,
+                         log_every=3, eval_every=3, eval_metric="reward_accuracy", keep_best=True,
+                         checkpoint_every=None, cache_dir=str(tmp_path / "cache"), preview_examples=0)  # fmt: skip
+    result = train(spec, dataset, config, tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval_reward_accuracy" in r]
+    assert [r["step"] for r in evals] == [3, 6, 9]
+    accuracies = [r["eval_reward_accuracy"] for r in evals]
+    best = accuracies.index(max(accuracies))
+    assert result.best_metric == max(accuracies) and result.best_step == evals[best]["step"]
+    # 12 validation pairs: each accuracy is a count of pairs out of 12, the margin their mean
+    assert all(abs(a * 12 - round(a * 12)) < 1e-9 for a in accuracies)
+    assert all("eval_loss" in r and "eval_reward_margin" in r for r in evals)
+    message = r"trainer.eval_metric: 'perplexity' is not tracked for causal_lm with trainer.objective=dpo"
+    with pytest.raises(ConfigError, match=message):
+        train(spec, dataset, TrainConfig(objective="dpo", eval_every=3, eval_metric="perplexity"), tmp_path / "x")

@@ -20,8 +20,10 @@ LOSS_ON = ("answer", "all")
 TOO_LONG = ("truncate", "reject")
 #: `sft` trains on demonstrations; the others on `preference` pairs (modelops.train.preference).
 OBJECTIVES = ("sft", "dpo", "ipo", "simpo", "orpo")
-#: Metrics the loop can track during training, per task (`loss` is the validation loss per target token).
-EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity")}
+#: Metrics the loop can track during training, per task (`loss` is the validation loss per target token),
+#: and for the preference objectives (`loss` is the objective's mean over validation pairs).
+EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity"),
+                "preference": ("loss", "reward_accuracy", "reward_margin")}  # fmt: skip
 
 _DEFAULTS = group_defaults("trainer")
 
@@ -58,7 +60,8 @@ class TrainConfig:
         eval_batch_size: batch size for evaluation.
         eval_every: evaluate on the validation split every this many steps and at the end (null: never).
         eval_metric: the metric early stopping and `keep_best` follow: `loss` (validation loss),
-            `accuracy`/`f1` (classifiers) or `perplexity` (causal LMs).
+            `accuracy`/`f1` (classifiers), `perplexity` (causal LMs), or `reward_accuracy`/`reward_margin`
+            (preference objectives).
         eval_mode: `min`, `max` or `auto` (min for loss and perplexity, max otherwise).
         early_stopping_patience: stop after this many evaluations without improvement (null: never).
         keep_best: the saved `model/` holds the weights of the best evaluation, not the last step.

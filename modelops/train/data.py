@@ -56,10 +56,12 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
         raise ConfigError(f"trainer.eval_every: the dataset has no 'validation' split (splits: {dataset.split_names})")
     from modelops.train.config import EVAL_METRICS
 
-    if config.eval_every and config.eval_metric not in EVAL_METRICS[spec.task]:
+    tracked = "preference" if config.objective != "sft" else spec.task
+    if config.eval_every and config.eval_metric not in EVAL_METRICS[tracked]:
         raise ConfigError(
-            f"trainer.eval_metric: {config.eval_metric!r} is not tracked for {spec.task}; "
-            f"use one of {list(EVAL_METRICS[spec.task])}"
+            f"trainer.eval_metric: {config.eval_metric!r} is not tracked for {spec.task}"
+            f"{f' with trainer.objective={config.objective}' if tracked == 'preference' else ''}; "
+            f"use one of {list(EVAL_METRICS[tracked])}"
         )
 
 
@@ -79,10 +81,6 @@ def _check_objective(spec: ModelSpec, dataset, config: TrainConfig) -> None:
     if config.batching == "packing":
         raise ConfigError(f"trainer.batching=packing: not with trainer.objective={config.objective}; "
                           "use group_by_length (pairs of similar length are batched together)")  # fmt: skip
-    if config.eval_every:
-        raise ConfigError(f"trainer.eval_every: validation during training is SFT-only for now; with "
-                          f"trainer.objective={config.objective} set it to null and score the result with the "
-                          "evaluator (reward_accuracy, preference_accuracy)")  # fmt: skip
 
 
 def setup_data(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainData:
@@ -166,14 +164,21 @@ def _pairs(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainDat
     """Preference pairs: tokenised (cached), batched by length, both sides of a pair in one batch."""
     from modelops.train.preference import PairCollator, preview_pairs, tokenize_pairs
 
-    def build():
-        return tokenize_pairs(dataset["train"], tokenizer, spec.max_length, config.too_long)
+    def tokenized(split: str):
+        def build():
+            return tokenize_pairs(dataset[split], tokenizer, spec.max_length, config.too_long)
 
-    tokenized, hit = _cached(dataset, "train", tokenizer, spec, config, False, build)
-    preview = preview_pairs(tokenized, tokenizer, config.preview_examples) if config.preview_examples else ""
+        return _cached(dataset, split, tokenizer, spec, config, False, build)
+
+    hits: dict[str, bool] = {}
+    train, hits["train"] = tokenized("train")
+    preview = preview_pairs(train, tokenizer, config.preview_examples) if config.preview_examples else ""
     collate = PairCollator(tokenizer.pad_token_id)
-    loader = train_loader(tokenized, collate, config.batch_size, config.seed, config.batching)
-    return TrainData(loader, loader.batch_sampler, None, None, {"train": hit}, preview)
+    validation = None
+    if config.eval_every:
+        validation, hits["validation"] = tokenized("validation")
+    loader = train_loader(train, collate, config.batch_size, config.seed, config.batching)
+    return TrainData(loader, loader.batch_sampler, validation, collate if validation else None, hits, preview)
 
 
 def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> str:

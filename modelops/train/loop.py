@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -80,8 +81,6 @@ def _setup_model(spec: ModelSpec, labels: list[str] | None, seed: int):
 
 
 def _setup_optimizer(model, config: TrainConfig, total_steps: int, device):
-    import functools
-
     import torch
     from transformers import get_scheduler
 
@@ -165,7 +164,8 @@ def train(
                        loss_step)  # fmt: skip
     log = _setup_logging(accelerator, config, spec, run_dir, record, total_steps, state.step, metric_sinks)
     evaluation = EvalSchedule(accelerator, model, data.validation, data.eval_collate, config, stepper.causal,
-                              len(dataset.labels or []), log, record, checkpoints.save_best)  # fmt: skip
+                              len(dataset.labels or []), log, record, checkpoints.save_best,
+                              _pair_scorer(loss_step, accelerator, model, data, config))  # fmt: skip
     record.update(status="running", total_steps=total_steps)
     record.event("training started", total_steps=total_steps, from_step=state.step,
                  trainable_parameters=_trainable(model), processes=accelerator.num_processes)  # fmt: skip
@@ -213,6 +213,14 @@ def _setup_objective(accelerator, model, spec: ModelSpec, config: TrainConfig):
     return preference_step(model, spec.peft is not None, config.objective, config.beta, config.label_smoothing,
                            config.simpo_gamma, accelerator.device, accelerator.unwrap_model,
                            accelerator.autocast)  # fmt: skip
+
+
+def _pair_scorer(loss_step, accelerator, model, data, config: TrainConfig):
+    """A preference objective scores its own validation pairs (loss, reward accuracy and margin); None for SFT."""
+    if loss_step is None or data.validation is None:
+        return None
+    return functools.partial(loss_step.validate, accelerator, model, data.validation, data.eval_collate,
+                             config.eval_batch_size)  # fmt: skip
 
 
 def _setup_data(accelerator, dataset, tokenizer, spec: ModelSpec, config: TrainConfig, run_dir: Path, record):

@@ -367,6 +367,36 @@ class PreferenceStep:
         self._sums = values if self._sums is None else self._sums + values
         return losses.sum()
 
+    def validate(self, accelerator, model, validation, collate, batch_size: int) -> dict[str, float]:
+        """Validation metrics over the pairs of `validation`: the objective's mean `loss`, `reward_accuracy`
+        and `reward_margin` (rewards as logged in training).
+
+        Each process scores every `num_processes`-th batch and the sums are reduced, so every pair
+        counts once; the model is scored in eval mode and put back in train mode.
+        """
+        import torch
+
+        from modelops.train.batching import eval_batches
+
+        batches = eval_batches(validation, batch_size)[accelerator.process_index :: accelerator.num_processes]
+        sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)
+        model.eval()
+        with torch.inference_mode():
+            for index in batches:
+                batch = {k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v
+                         for k, v in collate(validation.__getitems__(index)).items()}  # fmt: skip
+                policy = response_logps(model, batch)
+                reference = self.reference.logps(self.unwrap(model), batch) if self.reference is not None else None
+                losses, chosen, rejected = self.loss(policy, reference)
+                margin = chosen - rejected
+                parts = [losses.sum(), (margin > 0).sum(), margin.sum(), torch.tensor(len(margin))]
+                sums += torch.stack([p.double().to(sums.device) for p in parts])
+        model.train()
+        sums = accelerator.reduce(sums, "sum") if accelerator.num_processes > 1 else sums
+        loss, wins, margins, count = sums.tolist()
+        count = max(count, 1)
+        return {"loss": loss / count, "reward_accuracy": wins / count, "reward_margin": margins / count}
+
     def metrics(self, accelerator) -> dict[str, float]:
         """Means over the pairs since the last call (all processes), then start again."""
         if self._sums is None:
