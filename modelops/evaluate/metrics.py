@@ -6,7 +6,9 @@ Three kinds of metric, told apart by name:
   :func:`register_metric`): scored on predicted vs true class ids;
 - language model (``loss``, ``perplexity``, ``bits_per_byte``): computed by
   :func:`modelops.evaluate.perplexity.language_model_scores` from the model itself;
-- generative (``exact_match``): scored on generated vs reference strings.
+- generative (``exact_match``): scored on generated vs reference strings;
+- preference (``preference_accuracy``, ``reward_accuracy``, ``reward_margin``): on preference pairs, from the
+  log-probabilities of each side (:mod:`modelops.evaluate.preference`).
 
 A user metric needs no registration: :func:`resolve_metrics` also takes a dotted name (``"mypkg.metrics.mine"``),
 a config node ``{_target_: mypkg.metrics.mine, some_option: 1}`` (the other keys are bound as keyword arguments)
@@ -50,6 +52,7 @@ from modelops.errors import EvaluationError, did_you_mean
 AVERAGES = ("macro", "micro", "weighted", "binary")
 
 LM_METRICS = {"loss", "perplexity", "bits_per_byte"}
+PREFERENCE_METRICS = {"preference_accuracy", "reward_accuracy", "reward_margin"}
 """Language-model metric names; computed by :func:`modelops.evaluate.perplexity.language_model_scores`."""
 
 
@@ -165,14 +168,14 @@ def register_metric(name: str, fn: Callable[..., Any]) -> None:
     """
     if not callable(fn):
         raise EvaluationError(f"register_metric({name!r}, ...): {fn!r} is not callable")
-    if name in LM_METRICS or name in GENERATIVE_METRICS:
+    if name in LM_METRICS or name in GENERATIVE_METRICS or name in PREFERENCE_METRICS:
         raise EvaluationError(f"register_metric({name!r}, ...): {name!r} is a built-in metric name and is reserved")
     CLASSIFICATION_METRICS[name] = fn
 
 
 def known_metrics() -> list[str]:
     """Every metric name an evaluation accepts: classification, LM and generative metrics, sorted."""
-    return sorted(set(CLASSIFICATION_METRICS) | LM_METRICS | set(GENERATIVE_METRICS))
+    return sorted(set(CLASSIFICATION_METRICS) | LM_METRICS | set(GENERATIVE_METRICS) | PREFERENCE_METRICS)
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ class Metric:
 
     Attributes:
         name: The key in the results.
-        kind: ``classification``, ``language_model``, ``generative`` or ``custom``.
+        kind: ``classification``, ``language_model``, ``generative``, ``preference`` or ``custom``.
         fn: The function (None for LM metrics, which come from one pass over the model).
     """
 
@@ -220,6 +223,8 @@ def _resolve_one(entry: Any, key: str, allowed: Sequence[str]) -> Metric:
             return Metric(entry, "language_model")
         if entry in GENERATIVE_METRICS:
             return Metric(entry, "generative", GENERATIVE_METRICS[entry])
+        if entry in PREFERENCE_METRICS:
+            return Metric(entry, "preference")
         if "." in entry:
             return _custom(_import({"_target_": entry, "_partial_": True}, key, allowed))
     elif isinstance(entry, Mapping) and "_target_" in entry:

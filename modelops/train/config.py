@@ -18,8 +18,12 @@ BATCHING = ("pad", "group_by_length", "packing")
 EVAL_MODES = ("auto", "min", "max")
 LOSS_ON = ("answer", "all")
 TOO_LONG = ("truncate", "reject")
-#: Metrics the loop can track during training, per task (`loss` is the validation loss per target token).
-EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity")}
+#: `sft` trains on demonstrations; the others on `preference` pairs (modelops.train.preference).
+OBJECTIVES = ("sft", "dpo", "ipo", "simpo", "orpo")
+#: Metrics the loop can track during training, per task (`loss` is the validation loss per target token),
+#: and for the preference objectives (`loss` is the objective's mean over validation pairs).
+EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity"),
+                "preference": ("loss", "reward_accuracy", "reward_margin")}  # fmt: skip
 
 _DEFAULTS = group_defaults("trainer")
 
@@ -61,7 +65,8 @@ class TrainConfig:
         eval_batch_size: batch size for evaluation.
         eval_every: evaluate on the validation split every this many steps and at the end (null: never).
         eval_metric: the metric early stopping and `keep_best` follow: `loss` (validation loss),
-            `accuracy`/`f1` (classifiers) or `perplexity` (causal LMs).
+            `accuracy`/`f1` (classifiers), `perplexity` (causal LMs), or `reward_accuracy`/`reward_margin`
+            (preference objectives).
         eval_mode: `min`, `max` or `auto` (min for loss and perplexity, max otherwise).
         early_stopping_patience: stop after this many evaluations without improvement (null: never).
         keep_best: the saved `model/` holds the weights of the best evaluation, not the last step.
@@ -74,6 +79,13 @@ class TrainConfig:
         cache_dir: where tokenised data is cached (default `$MODELOPS_CACHE/tokenized`).
         merge_adapter: with a PEFT model, also save the merged full model in `model/merged/`.
         preview_examples: how many training examples to show with their loss mask before training.
+        objective: `sft` (demonstrations; on `preference` data, the chosen side of each pair), or a
+            preference objective on `preference` pairs, causal LMs only: `dpo`, `ipo` (both against a
+            reference: the base with the adapter disabled under LoRA, a frozen copy of the initial
+            weights otherwise), `simpo` or `orpo` (no reference). See `modelops.train.preference`.
+        beta: DPO/IPO/SimPO temperature; ORPO's weight on the odds-ratio term (as TRL's `beta`).
+        label_smoothing: DPO and SimPO: the assumed share of flipped preference labels, in [0, 0.5).
+        simpo_gamma: SimPO's target reward margin.
     """
 
     epochs: int = _DEFAULTS["epochs"]
@@ -108,6 +120,10 @@ class TrainConfig:
     preview_examples: int = _DEFAULTS["preview_examples"]
     compile: bool = _DEFAULTS["compile"]
     liger: bool = _DEFAULTS["liger"]
+    objective: str = _DEFAULTS["objective"]
+    beta: float = _DEFAULTS["beta"]
+    label_smoothing: float = _DEFAULTS["label_smoothing"]
+    simpo_gamma: float = _DEFAULTS["simpo_gamma"]
 
     def __post_init__(self) -> None:
         for key, ok, rule in self._checks():
@@ -145,6 +161,10 @@ class TrainConfig:
             ("loss_on", self.loss_on in LOSS_ON, f"must be one of {list(LOSS_ON)}"),
             ("too_long", self.too_long in TOO_LONG, f"must be one of {list(TOO_LONG)}"),
             ("preview_examples", self.preview_examples >= 0, "must be >= 0"),
+            ("objective", self.objective in OBJECTIVES, f"must be one of {list(OBJECTIVES)}"),
+            ("beta", self.beta > 0, "must be > 0"),
+            ("label_smoothing", 0 <= self.label_smoothing < 0.5, "must be in [0, 0.5)"),
+            ("simpo_gamma", self.simpo_gamma >= 0, "must be >= 0"),
         ]
 
     @property

@@ -18,7 +18,7 @@ from modelops.train.batching import (
 )
 from modelops.train.config import TrainConfig
 
-CAUSAL_FORMATS = ("text", "completion", "instruction", "chat")
+CAUSAL_FORMATS = ("text", "completion", "instruction", "chat", "preference")
 
 
 @dataclass
@@ -39,6 +39,7 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
         raise JobError(f"the dataset has no 'train' split (splits: {dataset.split_names})")
     if len(dataset["train"]) == 0:
         raise DataError("the train split is empty: nothing to train on")
+    _check_objective(spec, dataset, config)
     if spec.task == "seq_cls" and dataset.format != "classification":
         raise ConfigError(
             f"model.task=seq_cls needs classification data, but the dataset's format is {dataset.format!r}; "
@@ -55,11 +56,31 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> None:
         raise ConfigError(f"trainer.eval_every: the dataset has no 'validation' split (splits: {dataset.split_names})")
     from modelops.train.config import EVAL_METRICS
 
-    if config.eval_every and config.eval_metric not in EVAL_METRICS[spec.task]:
+    tracked = "preference" if config.objective != "sft" else spec.task
+    if config.eval_every and config.eval_metric not in EVAL_METRICS[tracked]:
         raise ConfigError(
-            f"trainer.eval_metric: {config.eval_metric!r} is not tracked for {spec.task}; "
-            f"use one of {list(EVAL_METRICS[spec.task])}"
+            f"trainer.eval_metric: {config.eval_metric!r} is not tracked for {spec.task}"
+            f"{f' with trainer.objective={config.objective}' if tracked == 'preference' else ''}; "
+            f"use one of {list(EVAL_METRICS[tracked])}"
         )
+
+
+def _check_objective(spec: ModelSpec, dataset, config: TrainConfig) -> None:
+    """A preference objective needs a causal LM and preference pairs; they are trained on nothing else."""
+    if config.objective == "sft":
+        return
+    if spec.task != "causal_lm":
+        raise ConfigError(
+            f"trainer.objective={config.objective}: preference tuning is for causal LMs, not model.task={spec.task}"
+        )
+    if dataset.format != "preference":
+        raise ConfigError(
+            f"trainer.objective={config.objective} trains on preference pairs (prompt, chosen, rejected), "
+            f"not {dataset.format!r} data; use trainer.objective=sft, or a preference dataset"
+        )
+    if config.batching == "packing":
+        raise ConfigError(f"trainer.batching=packing: not with trainer.objective={config.objective}; "
+                          "use group_by_length (pairs of similar length are batched together)")  # fmt: skip
 
 
 def setup_data(
@@ -72,6 +93,8 @@ def setup_data(
             (`modelops.train.packing.LAYOUTS`; `packing.packed_layout(model)` chooses it for a model).
     """
     check_task(spec, dataset, config)
+    if config.objective != "sft":
+        return _pairs(dataset, tokenizer, spec, config)
     build = _classification if spec.task == "seq_cls" else _causal_lm
     packing = config.batching == "packing"
     train, collate, hit, preview = build(dataset, "train", tokenizer, spec, config, packing, packed_layout)
@@ -97,6 +120,8 @@ def _cached(dataset, split: str, tokenizer, spec, config, packing: bool, build):
 
     loss_on = config.loss_on if spec.task == "causal_lm" else None
     key = tokenization_key(dataset.fingerprint(split), tokenizer, dataset.format, spec.max_length, loss_on, packing)
+    if dataset.format == "preference":  # pairs, or their chosen side for SFT: not the same rows
+        key = {**key, "pairs": config.objective != "sft", "too_long": config.too_long}
     if spec.task == "seq_cls":
         key = {**key, "labels": dataset.labels}  # the label ids are part of the rows
     elif config.too_long != "truncate":
@@ -117,8 +142,13 @@ def _causal_lm(dataset, split, tokenizer, spec, config, packing, layout):
     from modelops.train.sft import tokenize_causal_lm
 
     def build():
+        table, fmt = dataset[split], dataset.format
+        if fmt == "preference":
+            from modelops.train.preference import chosen_as_sft
+
+            table, fmt = chosen_as_sft(table)
         tokenized = tokenize_causal_lm(
-            dataset[split], dataset.format, tokenizer, spec.max_length, loss_on=config.loss_on, too_long=config.too_long
+            table, fmt, tokenizer, spec.max_length, loss_on=config.loss_on, too_long=config.too_long
         )
         return pack(tokenized, spec.max_length) if packing else tokenized
 
@@ -139,6 +169,27 @@ def _causal_lm(dataset, split, tokenizer, spec, config, packing, layout):
     return tokenized.select_columns(model_columns(tokenized)), collate, hit, preview
 
 
+def _pairs(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainData:
+    """Preference pairs: tokenised (cached), batched by length, both sides of a pair in one batch."""
+    from modelops.train.preference import PairCollator, preview_pairs, tokenize_pairs
+
+    def tokenized(split: str):
+        def build():
+            return tokenize_pairs(dataset[split], tokenizer, spec.max_length, config.too_long)
+
+        return _cached(dataset, split, tokenizer, spec, config, False, build)
+
+    hits: dict[str, bool] = {}
+    train, hits["train"] = tokenized("train")
+    preview = preview_pairs(train, tokenizer, config.preview_examples) if config.preview_examples else ""
+    collate = PairCollator(tokenizer.pad_token_id)
+    validation = None
+    if config.eval_every:
+        validation, hits["validation"] = tokenized("validation")
+    loader = train_loader(train, collate, config.batch_size, config.seed, config.batching)
+    return TrainData(loader, loader.batch_sampler, validation, collate if validation else None, hits, preview)
+
+
 def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> str:
     """The first `n` training examples as the model will see them, with the tokens that carry loss marked.
 
@@ -150,6 +201,8 @@ def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> s
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
     if spec.task == "causal_lm":
         shown = dataclasses.replace(config, preview_examples=n)
+        if config.objective != "sft":
+            return _pairs(dataset, tokenizer, spec, shown).preview
         return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing", "block_mask")[3]
     tokenized = _classification(dataset, "train", tokenizer, spec, config, False, "block_mask")[0]
     names = dataset.labels or []

@@ -109,13 +109,15 @@ class EvalSchedule:
         log: where the `eval_*` rows go.
         record: `job.json`, which gets an event per evaluation.
         save_best: called after an improvement when `keep_best` is set.
+        score: computes the metrics instead of `evaluate` (a preference objective's `validate`), or None.
     """
 
     def __init__(self, accelerator, model, validation, collate, config: TrainConfig, causal: bool, num_labels: int,
-                 log: MetricsLog, record: JobRecord, save_best: Callable[[str], None]):  # fmt: skip
+                 log: MetricsLog, record: JobRecord, save_best: Callable[[str], None],
+                 score: Callable[[], dict[str, float]] | None = None):  # fmt: skip
         self.accelerator, self.model, self.validation, self.collate = accelerator, model, validation, collate
         self.config, self.causal, self.num_labels = config, causal, num_labels
-        self.log, self.record, self.save_best = log, record, save_best
+        self.log, self.record, self.save_best, self.score = log, record, save_best, score
         self.stopped_early = False
 
     def due(self, step: int, last: bool) -> bool:
@@ -125,8 +127,11 @@ class EvalSchedule:
     def __call__(self, state: LoopState) -> None:
         """Evaluate at `state.step`, update the best in `state`, and decide on early stopping."""
         config = self.config
-        metrics = evaluate(self.accelerator, self.model, self.validation, self.collate, config, self.causal,
-                           self.num_labels)  # fmt: skip
+        if self.score is not None:
+            metrics = self.score()
+        else:
+            metrics = evaluate(self.accelerator, self.model, self.validation, self.collate, config, self.causal,
+                               self.num_labels)  # fmt: skip
         self.log.write({"step": state.step, **{f"eval_{k}": v for k, v in metrics.items()}})
         value = metrics[config.eval_metric]
         if improved(value, state.best_metric, config.higher_is_better):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -90,8 +91,6 @@ def _setup_model(spec: ModelSpec, labels: list[str] | None, seed: int, liger: bo
 
 
 def _setup_optimizer(model, config: TrainConfig, total_steps: int, device):
-    import functools
-
     import torch
     from transformers import get_scheduler
 
@@ -121,7 +120,7 @@ def _resume_key(dataset, spec: ModelSpec, config: TrainConfig, accelerator, tota
         "train_fingerprint": dataset.fingerprint("train"), "model": spec.name_or_path, "max_length": spec.max_length,
         "batch_size": config.batch_size, "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "batching": config.batching, "seed": config.seed, "num_processes": accelerator.num_processes,
-        "total_steps": total_steps,
+        "total_steps": total_steps, "objective": config.objective,
     }  # fmt: skip
 
 
@@ -164,6 +163,7 @@ def train(
     data, loader = _setup_data(accelerator, dataset, tokenizer, model, spec, config, run_dir, record)
     total_steps = config.max_steps or math.ceil(len(loader) / config.gradient_accumulation_steps) * config.epochs
     optimizer, scheduler = _setup_optimizer(model, config, total_steps, accelerator.device)
+    loss_step = _setup_objective(accelerator, model, spec, config)  # before prepare: the reference is the initial model
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if config.compile:
         # In place (Module.compile): parameter names and checkpoints stay those of the plain model. Not
@@ -174,10 +174,12 @@ def train(
     resumed_from = _resume(checkpoints, config.resume, run_dir, record)
     if resumed_from is None:
         set_seed(config.seed, device_specific=True)  # per-process dropout streams
-    stepper = _Stepper(accelerator, model, optimizer, scheduler, spec.task == "causal_lm", config.max_grad_norm)
+    stepper = _Stepper(accelerator, model, optimizer, scheduler, spec.task == "causal_lm", config.max_grad_norm,
+                       loss_step)  # fmt: skip
     log = _setup_logging(accelerator, config, spec, run_dir, record, total_steps, state.step, metric_sinks)
     evaluation = EvalSchedule(accelerator, model, data.validation, data.eval_collate, config, stepper.causal,
-                              len(dataset.labels or []), log, record, checkpoints.save_best)  # fmt: skip
+                              len(dataset.labels or []), log, record, checkpoints.save_best,
+                              _pair_scorer(loss_step, accelerator, model, data, config))  # fmt: skip
     record.update(status="running", total_steps=total_steps)
     record.event("training started", total_steps=total_steps, from_step=state.step,
                  trainable_parameters=_trainable(model), processes=accelerator.num_processes)  # fmt: skip
@@ -205,7 +207,7 @@ def _loop(state: LoopState, windows: Iterator[list[dict[str, Any]]], stepper: _S
             last = state.step >= total_steps
             if state.step % config.log_every == 0 or last:
                 value = stepper.loss_value(loss, state.step)
-                log.train(state.step, state.epoch, value, stepper.lr(), stepper.tokens_per_second())
+                log.train(state.step, state.epoch, value, stepper.lr(), stepper.tokens_per_second(), stepper.metrics())
             if evaluation.due(state.step, last):
                 with stepper.paused():
                     evaluation(state)
@@ -214,6 +216,25 @@ def _loop(state: LoopState, windows: Iterator[list[dict[str, Any]]], stepper: _S
                 raise TrainingCancelled(f"{stop.signal_name or 'signal'}: checkpoint at step {state.step}")
             if config.checkpoint_every and state.step % config.checkpoint_every == 0:
                 _checkpoint(checkpoints, stepper, loss, record)
+
+
+def _setup_objective(accelerator, model, spec: ModelSpec, config: TrainConfig):
+    """The loss step of a preference objective (None for SFT: the stepper's own loss)."""
+    if config.objective == "sft":
+        return None
+    from modelops.train.preference import preference_step
+
+    return preference_step(model, spec.peft is not None, config.objective, config.beta, config.label_smoothing,
+                           config.simpo_gamma, accelerator.device, accelerator.unwrap_model,
+                           accelerator.autocast)  # fmt: skip
+
+
+def _pair_scorer(loss_step, accelerator, model, data, config: TrainConfig):
+    """A preference objective scores its own validation pairs (loss, reward accuracy and margin); None for SFT."""
+    if loss_step is None or data.validation is None:
+        return None
+    return functools.partial(loss_step.validate, accelerator, model, data.validation, data.eval_collate,
+                             config.eval_batch_size)  # fmt: skip
 
 
 def _setup_data(accelerator, dataset, tokenizer, model, spec: ModelSpec, config: TrainConfig, run_dir: Path, record):
@@ -316,7 +337,7 @@ def _finish(accelerator, model, tokenizer, spec: ModelSpec, dataset, config: Tra
         record.event("model/ holds the best evaluation", step=state.best_step, metric=state.best_metric)
     info = {
         "best_step": state.best_step if config.keep_best else None, "steps": state.step,
-        "loss_on": config.loss_on if spec.task == "causal_lm" else None,
+        "loss_on": config.loss_on if spec.task == "causal_lm" else None, "objective": config.objective,
         "merged": bool(config.merge_adapter and spec.peft is not None),
     }  # fmt: skip
     model_dir = save_model(accelerator, model, tokenizer, spec, dataset, run_dir, info)
@@ -332,9 +353,12 @@ class _Stepper:
     step's target count over all processes, so any split of a step gives the same update.
     """
 
-    def __init__(self, accelerator, model, optimizer, scheduler, causal: bool, max_grad_norm: float | None):
+    def __init__(self, accelerator, model, optimizer, scheduler, causal: bool, max_grad_norm: float | None,
+                 loss_step=None):  # fmt: skip
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
         self.causal, self.max_grad_norm = causal, max_grad_norm
+        # A preference objective's step (modelops.train.preference): the summed loss of a batch, and its metrics.
+        self.loss_step = loss_step
         self.tokens, self.idle, self.started = 0, 0.0, time.perf_counter()
         self.last_loss = float("nan")
 
@@ -354,7 +378,10 @@ class _Stepper:
         for i, batch in enumerate(window):
             last = i == len(window) - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(self.model):
-                loss = loss_sum(self.model, batch, self.causal)[0] * scale
+                if self.loss_step:
+                    loss = self.loss_step(self.model, batch) * scale
+                else:
+                    loss = loss_sum(self.model, batch, self.causal)[0] * scale
                 accelerator.backward(loss)
             total += loss.detach()
             self.tokens += int(batch["num_tokens"])
@@ -375,6 +402,10 @@ class _Stepper:
             raise JobError(f"loss became {value} at step {step}: lower trainer.learning_rate or check the data")
         self.last_loss = value
         return value
+
+    def metrics(self) -> dict[str, float]:
+        """The objective's own metrics since the last logged step (preference rewards; none for SFT)."""
+        return self.loss_step.metrics(self.accelerator) if self.loss_step else {}
 
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]

@@ -8,7 +8,7 @@ another one is one more entry in the list given to `MetricsLog`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,11 @@ class MetricsLog:
     def stepped(self) -> None:
         self.bar.update(1)
 
-    def train(self, step: int, epoch: int, loss: float, lr: float, tokens_per_s: float) -> None:
-        """A training row: written, shown, and recorded as the run's progress."""
-        self.write({"step": step, "epoch": epoch, "loss": loss, "lr": lr, "tokens_per_s": tokens_per_s})
+    def train(self, step: int, epoch: int, loss: float, lr: float, tokens_per_s: float,
+              extra: Mapping[str, float] | None = None) -> None:  # fmt: skip
+        """A training row: written, shown, and recorded as the run's progress; `extra`: the objective's metrics."""
+        row = {"step": step, "epoch": epoch, "loss": loss, "lr": lr, "tokens_per_s": tokens_per_s, **(extra or {})}
+        self.write(row)
         if self.console:
             print(f"step {step}/{self.total_steps} loss {loss:.4f} lr {lr:.2e} tok/s {tokens_per_s:.0f}")
         self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:.0f}")
