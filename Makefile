@@ -26,4 +26,6 @@ bench:
 	PYTHONPATH=. $(PY) benchmarks/bench_sanitize.py
 	PYTHONPATH=. $(PY) benchmarks/bench_dataset_memory.py
 	PYTHONPATH=. $(PY) benchmarks/bench_evaluate.py
+	PYTHONPATH=. $(PY) benchmarks/bench_metrics.py
 	PYTHONPATH=. $(PY) benchmarks/bench_train.py
+	PYTHONPATH=. $(PY) benchmarks/bench_tracking.py

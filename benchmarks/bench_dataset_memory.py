@@ -73,10 +73,10 @@ def run_modelops(path: Path, out: Path) -> dict:
     dataset.fingerprint("train")
     times["fingerprint"] = time.perf_counter() - start
     start = time.perf_counter()
-    dataset.save(out / "train.jsonl")
+    dataset.save(out / "train.jsonl", split="train")
     times["save_jsonl"] = time.perf_counter() - start
     start = time.perf_counter()
-    dataset.save(out / "train.parquet")
+    dataset.save(out / "train.parquet", split="train")
     times["save_parquet"] = time.perf_counter() - start
     return times
 

@@ -213,7 +213,8 @@ def compare_basic(dataset, texts: list[str], labels: list[str], num_proc: int) -
     from modelops.sanitize import DatasetSanitizer
 
     n = len(texts)
-    ours = DatasetSanitizer(steps=default_steps()[:3], num_proc=num_proc)
+    basic = [step for step in default_steps() if step["name"] in ("normalize", "drop_empty", "exact_dedup")]
+    ours = DatasetSanitizer(steps=basic, num_proc=num_proc)
     clean, ours_s = timed(lambda: ours.sanitize(dataset))
     peer, peer_s = timed(lambda: pandas_clean(texts, labels))
     same = list(clean["train"]["text"]) == peer["text"].tolist()

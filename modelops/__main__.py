@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from modelops.errors import ModelopsError
+    from modelops.errors import ModelopsError, report
     from modelops.log import say
     from modelops.run import is_main_process, run, summary
     from modelops.sweep import objective_value
@@ -18,11 +17,7 @@ def _task(cfg) -> float | None:
     try:
         results = run(cfg, run_dir)
     except (ModelopsError, OSError) as exc:
-        if os.environ.get("MODELOPS_DEBUG"):
-            raise
-        # An OSError here is the machine's (a full disk, a path that cannot be written): name the file.
-        where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
-        say(f"error: {where}{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}", err=True)
+        say(report(exc), err=True)  # one line; the traceback with its causes under MODELOPS_DEBUG
         sys.exit(2)
     if is_main_process():
         say(summary(results, run_dir))
@@ -37,8 +32,13 @@ def main() -> None:
     from modelops.config.recipes import register_recipes
     from modelops.config.resolvers import register_resolvers
     from modelops.distributed import prepare_argv
-    from modelops.errors import ModelopsError
+    from modelops.errors import ModelopsError, report
+    from modelops.registry.cli import COMMANDS
 
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:  # `modelops runs`, `modelops models`, ...: not a Hydra run
+        from modelops.registry.cli import main as registry_main
+
+        sys.exit(registry_main(sys.argv[1:]))
     register_recipes()
     register_resolvers()
     try:
@@ -46,9 +46,7 @@ def main() -> None:
         precheck(sys.argv)
         sys.argv = prepare_argv(sys.argv)
     except ModelopsError as exc:
-        if os.environ.get("MODELOPS_DEBUG"):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(report(exc), file=sys.stderr)
         sys.exit(2)
     hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)()
 

@@ -24,8 +24,12 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+def is_main_process() -> bool:
+    """Whether this is the first process of a launch (or the only one): the one that writes the run directory.
+
+    Read from the launcher's `RANK`, so it holds before (and without) any process group or Accelerator.
+    """
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def strip_local_rank(argv: list[str]) -> list[str]:
@@ -55,7 +59,7 @@ def _broadcast_run_dir() -> str:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
-    chosen = [f"{time.strftime(RUN_DIR_FORMAT)}-{secrets.token_hex(3)}" if dist.get_rank() == 0 else None]
+    chosen = [f"{time.strftime(RUN_DIR_FORMAT)}-{secrets.token_hex(3)}" if is_main_process() else None]
     dist.broadcast_object_list(chosen, src=0)
     return chosen[0]
 
@@ -88,7 +92,7 @@ def prepare_argv(argv: list[str]) -> list[str]:
     """The command line Hydra should see in this process (unchanged for a single process)."""
     argv = strip_local_rank(argv)
     chosen = check_output_dirs(argv)
-    if rank() == 0:
+    if is_main_process():
         from modelops.config.paths import check_outputs_writable
 
         check_outputs_writable(outputs=chosen)
@@ -96,6 +100,6 @@ def prepare_argv(argv: list[str]) -> list[str]:
         return argv
     if not any(a.startswith("hydra.run.dir=") for a in argv):
         argv = [*argv, f"hydra.run.dir={_broadcast_run_dir()}"]
-    if rank() != 0:
+    if not is_main_process():
         argv = [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
     return argv

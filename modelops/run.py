@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from modelops.config.build import instantiate
 from modelops.config.validate import check_model_reference, validate
+from modelops.distributed import is_main_process
 from modelops.errors import DataError
 from modelops.io import write_json
 from modelops.log import say
-from modelops.train.record import JobRecord
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+from modelops.train.record import JobRecord, read_job
 
 
 def run(cfg, run_dir: str | Path) -> dict[str, Any]:
@@ -27,15 +23,59 @@ def run(cfg, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     record = JobRecord(run_dir / "job.json", enabled=is_main_process())
     record.update(status="validating")
+    tracker = None
     try:
         validate(cfg)  # before anything heavy is imported or loaded
         check_model_reference(cfg)
+        tracker = _start_tracking(cfg, run_dir)  # a store that cannot be written fails here, before training
         results = _run_stages(cfg, run_dir, record)
     except BaseException as exc:
-        record.update(status="cancelled" if isinstance(exc, KeyboardInterrupt) else "failed", error=str(exc))
+        status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        record.update(status=status, error=str(exc), **finish_tracking(tracker, run_dir, status, error=str(exc)))
         raise
-    record.update(status="succeeded", progress=1.0, metrics=results)
+    tracked = finish_tracking(tracker, run_dir, "succeeded", results)
+    record.update(status="succeeded", progress=1.0, metrics=results, **tracked)
     return results
+
+
+def _start_tracking(cfg, run_dir: Path):
+    """The run's MLflow tracker (main process only), or None with `tracking=none`."""
+    from omegaconf import OmegaConf
+
+    from modelops.registry.tracker import start_run
+
+    if not is_main_process():
+        return None
+    settings = instantiate(cfg.tracking, "tracking")
+    registry = instantiate(cfg.registry, "registry")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return start_run(settings, run_dir, config, _recipe_name(), registry.name, cfg.trainer.log_with)
+
+
+def _recipe_name() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get("recipe") if HydraConfig.initialized() else None
+
+
+def finish_tracking(tracker, run_dir: Path, status: str, results=None, error=None) -> dict[str, Any]:
+    """Draw `loss_curve.png` and record the outcome in MLflow; never raises (the run's own result comes first).
+
+    Called before the final status reaches `job.json`, so whoever sees that status also finds the
+    registered version. Returns the fields `job.json` gets from it (`registered_model`).
+    """
+    if not is_main_process():
+        return {}
+    import warnings
+
+    from modelops.train.curve import write_loss_curve
+
+    try:
+        write_loss_curve(run_dir)
+    except OSError as exc:
+        warnings.warn(f"{run_dir}/loss_curve.png: not written ({exc})", stacklevel=2)
+    registered = tracker.finish(status, results, error) if tracker is not None else None
+    return {"registered_model": registered} if registered else {}
 
 
 def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
@@ -49,14 +89,15 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
     transformers.utils.logging.disable_progress_bar()
 
     stages = list(cfg.stages)
+    allowed = tuple(cfg.allowed_targets or ())
     # Dependency order: the data first, the model spec before the trainer and the evaluator.
-    dataset = instantiate(cfg.dataset, "dataset")
-    spec = instantiate(cfg.model, "model")
-    trainer = instantiate(cfg.trainer, "trainer")
-    evaluator = instantiate(cfg.evaluator, "evaluator")
+    dataset = instantiate(cfg.dataset, "dataset", allowed)
+    spec = instantiate(cfg.model, "model", allowed)
+    trainer = instantiate(cfg.trainer, "trainer", allowed)
+    evaluator = instantiate(cfg.evaluator, "evaluator", allowed)
     data_dir = run_dir / "data"
     if is_main_process():
-        write_json(data_dir / "lineage.json", {"loaded": dataset.lineage()})
+        _save_loaded(dataset, data_dir)
     if "sanitize" in stages:
         dataset = _sanitize(cfg, dataset, data_dir)
     results: dict[str, Any] = {}
@@ -87,12 +128,29 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
     return results
 
 
+def _save_loaded(dataset, data_dir: Path) -> None:
+    """Lineage and load report in data/; rows skipped while loading (on_error=skip) printed and kept."""
+    import json
+
+    from modelops.io import atomic_path
+
+    write_json(data_dir / "lineage.json", {"loaded": dataset.lineage(), "load_report": dataset.load_report})
+    lines = dataset.skip_summary()
+    if not lines:
+        return
+    with atomic_path(data_dir / "skipped.jsonl") as tmp, tmp.open("w", encoding="utf-8") as fh:
+        for row in dataset.skipped_rows():
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    say("\n".join([*lines, f"every skipped line (file, line, reason, raw text): {data_dir / 'skipped.jsonl'}"]))
+
+
 def _sanitize(cfg, dataset, data_dir: Path):
-    sanitizer = instantiate(cfg.sanitizer, "sanitizer")
+    sanitizer = instantiate(cfg.sanitizer, "sanitizer", tuple(cfg.allowed_targets or ()))
     clean = sanitizer.sanitize(dataset)
     if is_main_process():
         sanitizer.report.save(data_dir)
-        write_json(data_dir / "lineage.json", {"loaded": dataset.lineage(), "sanitized": clean.lineage()})
+        lineage = {"loaded": dataset.lineage(), "load_report": dataset.load_report, "sanitized": clean.lineage()}
+        write_json(data_dir / "lineage.json", lineage)
         say(sanitizer.report.table())
     emptied = [name for name in clean.split_names if len(clean[name]) == 0 and len(dataset[name]) > 0]
     if emptied:
@@ -128,4 +186,8 @@ def summary(results: dict[str, Any], run_dir: Path) -> str:
         lines.append(comparison_table(evals))
     if "train" in results:
         lines.append(f"model: {results['train']['model_dir']}")
+    job_file = Path(run_dir) / "job.json"
+    registered = read_job(job_file).get("registered_model") if job_file.exists() else None
+    if registered:
+        lines.append(f"registered: {registered}")
     return "\n".join(lines)

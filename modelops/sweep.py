@@ -145,6 +145,9 @@ class SweepSummary(Callback):
             sweep_dir, self.objective, direction if direction in ("maximize", "minimize") else "maximize"
         )
         print(f"sweep summary: {len(trials)} trials -> {sweep_dir / 'sweep_summary.md'}")
+        from modelops.registry.tracker import finish_sweep
+
+        finish_sweep(sweep_dir, trials[0] if trials else None, self.objective)  # the sweep's parent MLflow run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Runs tests start are tracked in ./outputs/mlflow.db (or a store a test starts), never on a team's server.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 #: Overrides that shrink the default recipe to seconds on a 2-core CPU; values stay realistic.
 TINY = [

@@ -112,7 +112,7 @@ def test_a_50_mb_line_loads_and_strict_length_limits_reject_it(tmp_path):
     assert big.stat().st_size > 50_000_000
     proc = _cli([*_files(f"train={big}"), "sanitizer=strict", *FAST], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (run_dir,) = list((tmp_path / "outputs").glob("*/*"))
+    (run_dir,) = list((tmp_path / "outputs").glob("????-??-??/*"))
     rejected = [json.loads(line) for line in (run_dir / "data" / "rejected.jsonl").open()]
     assert [r["step"] for r in rejected] == ["length"] and "too_long" in rejected[0]["reason"]
 

@@ -28,7 +28,7 @@ def test_default_recipe_runs_and_prints_a_summary(tmp_path):
     proc = _cli(["+recipe=lora_small", *TINY], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fine_tuned" in proc.stdout and "accuracy" in proc.stdout
-    run_dirs = list((tmp_path / "outputs").glob("*/*"))
+    run_dirs = list((tmp_path / "outputs").glob("????-??-??/*"))
     assert len(run_dirs) == 1
     run_dir = run_dirs[0]
     model_lines = [line for line in proc.stdout.splitlines() if line.startswith("model: ")]
@@ -67,7 +67,8 @@ def test_a_run_dir_the_user_names_is_honoured_anywhere(tmp_path):
     proc = _cli(["+recipe=lora_small", f"hydra.run.dir={scratch}", "stages=[sanitize]", *TINY], tmp_path / "cwd")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (scratch / "data" / "sanitize_report.json").exists() and (scratch / ".hydra" / "config.yaml").exists()
-    assert not (tmp_path / "cwd" / "outputs").exists() or not any((tmp_path / "cwd" / "outputs").iterdir())
+    # outputs/ holds the MLflow store (tracking.uri's default), but no run directory
+    assert not list((tmp_path / "cwd" / "outputs").glob("????-??-??"))
 
 
 @pytest.mark.parametrize(("key", "value"), [("hydra.sweep.subdir", "../../escaped"), ("hydra.job.name", "/tmp/x")])
@@ -111,7 +112,7 @@ def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path)
     procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(2)]  # fmt: skip
     assert all(p.wait(timeout=300) == 0 for p in procs)
-    runs = sorted((tmp_path / "outputs").glob("*/*"))
+    runs = sorted((tmp_path / "outputs").glob("????-??-??/*"))
     assert len(runs) == 2
     for run_dir in runs:
         assert (run_dir / "data" / "sanitize_report.json").exists()
@@ -122,6 +123,6 @@ def test_preview_stage_prints_examples_without_training(tmp_path):
     proc = _cli(["+recipe=sft_tiny", "stages=[preview]"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "tokens carry loss" in proc.stdout and "[[" in proc.stdout
-    (run_dir,) = list((tmp_path / "outputs").glob("*/*"))
+    (run_dir,) = list((tmp_path / "outputs").glob("????-??-??/*"))
     assert (run_dir / "data" / "train_preview.txt").exists()
     assert not (run_dir / "model").exists()

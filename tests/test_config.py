@@ -115,7 +115,7 @@ def test_library_target_bad_argument_names_key():
 
 def test_target_outside_allowlist_fails_before_anything_runs():
     cfg = compose(["trainer._target_=os.system"])
-    with pytest.raises(ConfigError, match=r"trainer\._target_.*not an allowed target"):
+    with pytest.raises(ConfigError, match=r"trainer\._target_.*outside the allowed prefixes"):
         validate(cfg)
 
 
@@ -126,5 +126,23 @@ def test_allowlist_can_be_extended_in_config():
 
 def test_dotted_metric_names_pass_the_allowlist():
     cfg = compose(["evaluator.metrics=[accuracy,os.system]"])
-    with pytest.raises(ConfigError, match=r"evaluator\.metrics\.1.*not an allowed target"):
+    with pytest.raises(ConfigError, match=r"evaluator\.metrics\.1.*outside the allowed prefixes"):
         validate(cfg)
+
+
+def test_only_path_like_model_references_are_checked_before_loading(tmp_path):
+    from modelops.config.validate import check_model_reference
+
+    def cfg(ref):
+        return OmegaConf.create({"model": {"name_or_path": ref}})
+
+    # Aliases, hub ids and registry references are resolved when the model loads, not here.
+    for ref in ("minilm", "tiny-llama", "org/model", "my-model", "my-model@champion", "my-model/3", "models:/m/3"):
+        check_model_reference(cfg(ref))
+    check_model_reference(cfg(str(tmp_path)))  # an existing directory
+    for ref, what in ((str(tmp_path / "gone"), "no such local directory"), ("./gone", "no such local directory")):
+        with pytest.raises(ConfigError, match=f"model.name_or_path: '{ref}': {what}"):
+            check_model_reference(cfg(ref))
+    (tmp_path / "weights.bin").write_text("")
+    with pytest.raises(ConfigError, match=r"a file, not a model directory"):
+        check_model_reference(cfg(str(tmp_path / "weights.bin")))

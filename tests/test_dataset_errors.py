@@ -142,9 +142,9 @@ def test_bom_then_a_bad_line_still_names_the_line(tmp_path):
 
 
 def test_format_that_cannot_be_detected(tmp_path):
-    path = _jsonl(tmp_path / "d.jsonl", [{"question": "q", "answer": "a"}])
+    path = _jsonl(tmp_path / "d.jsonl", [{"query": "q", "reply": "a"}])
     message = _raises("cannot detect the format", Dataset.from_jsonl, path)
-    assert "['answer', 'question']" in message
+    assert "['query', 'reply']" in message
     for tried in ("chat (messages)", "instruction (instruction, output", "completion (prompt, completion)"):
         assert tried in message
     assert "classification (text, label)" in message and "text (text)" in message

@@ -11,8 +11,9 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
+from modelops.config.targets import trusting
 from modelops.data.dataset import Dataset
-from modelops.errors import EvaluationError, ModelError
+from modelops.errors import ConfigError, EvaluationError, ModelError
 from modelops.evaluate import Evaluator
 from modelops.evaluate.results import comparison_table
 
@@ -124,7 +125,11 @@ def test_custom_metrics_by_dotted_name_and_target(data, minilm):
         "tests.test_evaluator.error_rate",
         {"_target_": "tests.test_evaluator.kappa", "weights": None},
     ]
-    results = Evaluator(metrics=metrics).evaluate(minilm, data)
+    with pytest.raises(ConfigError, match=r"metrics\.1\._target_: 'tests\.test_evaluator\.error_rate' is outside"):
+        Evaluator(metrics=metrics)  # a dotted name is checked like any config target
+    with trusting(["tests."]):
+        evaluator = Evaluator(metrics=metrics)
+    results = evaluator.evaluate(minilm, data)
     assert results.error_rate == pytest.approx(1 - results.accuracy, abs=1e-12)
     y_true = [r["label"] for r in results.predictions]
     y_pred = [r["prediction"] for r in results.predictions]
@@ -145,7 +150,7 @@ def test_custom_metric_from_the_config_group(data, minilm):
         validate(compose(overrides))
     cfg = compose([*overrides, "allowed_targets=[tests.]"])
     validate(cfg)
-    evaluator = instantiate(cfg.evaluator, "evaluator")
+    evaluator = instantiate(cfg.evaluator, "evaluator", cfg.allowed_targets)
     results = evaluator.evaluate(minilm, data)
     assert results.error_rate == pytest.approx(1 - results.accuracy, abs=1e-12)
 
@@ -171,8 +176,8 @@ def test_unknown_metric_lists_the_known_ones(data):
         Evaluator(metrics=["acuracy"]).evaluate("minilm", data)
     for name in ("acuracy", "accuracy", "f1", "perplexity", "bits_per_byte", "exact_match"):
         assert name in str(info.value)
-    with pytest.raises(EvaluationError, match=r"cannot import 'mypkg\.nope'.*known metrics: accuracy"):
-        Evaluator(metrics=[{"_target_": "mypkg.nope"}]).evaluate("minilm", data)
+    with pytest.raises(ConfigError, match=r"metrics\.0\._target_: 'modelops\.evaluate\.metrics\.nope' does not exist"):
+        Evaluator(metrics=[{"_target_": "modelops.evaluate.metrics.nope"}]).evaluate("minilm", data)
 
 
 def test_perplexity_of_a_classifier_is_refused(data, minilm):

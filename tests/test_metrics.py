@@ -116,3 +116,32 @@ def test_register_metric():
         register_metric("bad", 3)
     with pytest.raises(EvaluationError, match="reserved"):
         register_metric("perplexity", error_rate)
+
+
+# Worked by hand. References 0 0 1 1 2 2, predictions 0 1 1 1 0 2, four classes (class 3 appears nowhere):
+# confusion rows (true) [1 1 0 0] [0 2 0 0] [1 0 1 0] [0 0 0 0]; tp 1 2 1 0, predicted 2 3 1 0, support 2 2 2 0.
+HAND = {
+    "macro": {"precision": (1 / 2 + 2 / 3 + 1 + 0) / 4, "recall": (1 / 2 + 1 + 1 / 2 + 0) / 4,
+              "f1": (2 / 4 + 4 / 5 + 2 / 3 + 0) / 4},
+    "weighted": {"precision": (1 / 2 + 2 / 3 + 1) / 3, "recall": (1 / 2 + 1 + 1 / 2) / 3,
+                 "f1": (2 / 4 + 4 / 5 + 2 / 3) / 3},
+    "micro": {"precision": 4 / 6, "recall": 4 / 6, "f1": 4 / 6},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("average", sorted(HAND))
+def test_scores_equal_a_hand_computation(average):
+    predictions, references = np.array([0, 1, 1, 1, 0, 2]), np.array([0, 0, 1, 1, 2, 2])
+    got = compute_classification(["accuracy", "f1", "precision", "recall", "confusion_matrix"], predictions,
+                                 references, num_labels=4, average=average)  # fmt: skip
+    assert got["accuracy"] == pytest.approx(4 / 6)
+    assert got["confusion_matrix"] == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
+    for name, value in HAND[average].items():
+        assert got[name] == pytest.approx(value, abs=1e-12), name
+
+
+def test_binary_scores_the_positive_class_by_hand():
+    # Positive class 1: tp 1 (row 1), predicted 2 (rows 0, 1), present 2 (rows 1, 2).
+    got = compute_classification(["f1", "precision", "recall"], [1, 1, 0, 0], [0, 1, 1, 0], num_labels=2,
+                                 average="binary")  # fmt: skip
+    assert got == pytest.approx({"f1": 0.5, "precision": 0.5, "recall": 0.5})

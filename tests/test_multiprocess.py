@@ -32,7 +32,7 @@ def _losses(run_dir: Path) -> list[float]:
 
 
 def _only_run_dir(cwd: Path) -> Path:
-    runs = list((cwd / "outputs").glob("*/*"))
+    runs = list((cwd / "outputs").glob("????-??-??/*"))
     assert len(runs) == 1, runs  # all ranks agreed on one directory
     return runs[0]
 

@@ -10,7 +10,7 @@ import torch
 
 from modelops.errors import DataError
 from modelops.models.tiny import byte_tokenizer
-from modelops.train.packing import causal_lm_collator, pack
+from modelops.train.packing import causal_lm_collator, pack, packed_layout
 from modelops.train.sft import tokenize_causal_lm
 
 
@@ -85,37 +85,83 @@ def _model(path, attn: str):
     return AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn).eval()
 
 
-@pytest.mark.parametrize("attn, mask_dtype", [("sdpa", None), ("eager", torch.float32)])
+def _separate(model, tokenized):
+    """Each example run alone: its logits by input_ids, and the per-token losses of all of them."""
+    separate, token_losses = {}, []
+    for row in tokenized:
+        logits = model(input_ids=torch.tensor([row["input_ids"]])).logits[0]
+        separate[tuple(row["input_ids"])] = logits
+        targets = torch.tensor(row["labels"][1:])
+        token_losses.append(torch.nn.functional.cross_entropy(logits[:-1], targets, reduction="none")[targets != -100])
+    return separate, torch.cat(token_losses).mean()
+
+
+def _spans(position_ids: list[int]) -> list[tuple[int, int]]:
+    starts = [i for i, p in enumerate(position_ids) if p == 0] + [len(position_ids)]
+    return list(pairwise(starts))
+
+
+LAYOUT_CASES = [("sdpa", "position_ids", None), ("eager", "position_ids", None), ("sdpa", "flat", None),
+                ("sdpa", "block_mask", None), ("eager", "block_mask", torch.float32)]  # fmt: skip
+
+
+@pytest.mark.parametrize("attn, layout, mask_dtype", LAYOUT_CASES)
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
-def test_packed_batch_equals_separate_runs(tiny_models, name, attn, mask_dtype):
+def test_packed_batch_equals_separate_runs(tiny_models, name, attn, layout, mask_dtype):
     tokenizer = byte_tokenizer()
     tokenized = _tokenized([3, 21, 9, 14, 30, 5], max_length=48)
     packed = pack(tokenized, 48)
     assert len(packed) < len(tokenized)  # several examples share a row
     model = _model(tiny_models[name], attn)
-    batch = causal_lm_collator(tokenizer.pad_token_id, packed=True, mask_dtype=mask_dtype)(list(packed))
+    batch = causal_lm_collator(tokenizer.pad_token_id, packed=True, layout=layout, mask_dtype=mask_dtype)(list(packed))
+    assert ("attention_mask" in batch) == (layout == "block_mask")
     with torch.no_grad():
         out = model(**batch)
-        separate = {}
-        token_losses = []
-        for row in tokenized:
-            ids = torch.tensor([row["input_ids"]])
-            logits = model(input_ids=ids).logits[0]
-            separate[tuple(row["input_ids"])] = logits
-            targets = torch.tensor(row["labels"][1:])
-            token_losses.append(
-                torch.nn.functional.cross_entropy(logits[:-1], targets, reduction="none")[targets != -100]
-            )
+        separate, loss = _separate(model, tokenized)
+    widths = [sum(packed["length"])] if layout == "flat" else packed["length"]  # flat: one row, no padding
     seen = 0
-    for b, row in enumerate(packed):
-        pos = row["position_ids"] + [len(row["input_ids"])]
-        starts = [i for i, p in enumerate(pos) if p == 0] + [len(row["input_ids"])]
-        for a, z in pairwise(starts):
-            ref = separate[tuple(row["input_ids"][a:z])]
-            torch.testing.assert_close(out.logits[b, a:z], ref, atol=1e-5, rtol=1e-5)
+    for b, width in enumerate(widths):
+        ids = batch["input_ids"][b, :width].tolist()
+        for a, z in _spans(batch["position_ids"][b, :width].tolist()):
+            torch.testing.assert_close(out.logits[b, a:z], separate[tuple(ids[a:z])], atol=1e-5, rtol=1e-5)
             seen += 1
     assert seen == len(tokenized)
-    torch.testing.assert_close(out.loss, torch.cat(token_losses).mean(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.loss, loss, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["position_ids", "flat"])
+def test_padding_free_packing_lets_no_token_see_another_example(tiny_models, layout):
+    """Changing every token of one example changes no logit of the examples packed beside it."""
+    tokenizer = byte_tokenizer()
+    model = _model(tiny_models["tiny-llama"], "sdpa")
+    collate = causal_lm_collator(tokenizer.pad_token_id, packed=True, layout=layout)
+    a, b = [7, 8, 9, 10, 11], [20, 21, 22, 23]
+    rows = [{"input_ids": a + b, "labels": a + b, "position_ids": [0, 1, 2, 3, 4, 0, 1, 2, 3]}]
+    changed = [{**rows[0], "input_ids": [40, 41, 42, 43, 44, *b]}]
+    with torch.no_grad():
+        before, after = model(**collate(rows)).logits[0], model(**collate(changed)).logits[0]
+    torch.testing.assert_close(before[5:], after[5:], atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(before[:5], after[:5], atol=1e-3)  # the control: example A itself did change
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_packed_layout_is_padding_free_for_models_that_read_position_ids(tiny_models, name):
+    assert packed_layout(_model(tiny_models[name], "sdpa")) == "position_ids"
+
+
+def test_packed_layout_falls_back_to_the_block_mask_for_a_model_without_position_ids():
+    """Bloom (ALiBi) takes no position_ids: padding-free packing would let its examples mix."""
+    from transformers import BloomConfig, BloomForCausalLM
+
+    torch.manual_seed(0)
+    model = BloomForCausalLM(BloomConfig(vocab_size=64, hidden_size=32, n_layer=2, n_head=2)).eval()
+    assert packed_layout(model) == "block_mask"
+
+
+def test_packed_layout_is_flat_for_flash_attention(tiny_models):
+    model = _model(tiny_models["tiny-llama"], "sdpa")
+    model.config._attn_implementation = "flash_attention_2"  # the kernel itself needs CUDA; the choice does not
+    assert packed_layout(model) == "flat"
 
 
 def test_without_the_block_mask_packed_examples_would_attend_to_each_other(tiny_models):
@@ -123,7 +169,7 @@ def test_without_the_block_mask_packed_examples_would_attend_to_each_other(tiny_
     tokenizer = byte_tokenizer()
     packed = pack(_tokenized([3, 21, 9, 14], max_length=48), 48)
     model = _model(tiny_models["tiny-llama"], "sdpa")
-    batch = causal_lm_collator(tokenizer.pad_token_id, packed=True)(list(packed))
+    batch = causal_lm_collator(tokenizer.pad_token_id, packed=True, layout="block_mask")(list(packed))
     plain = causal_lm_collator(tokenizer.pad_token_id)(list(packed))
     with torch.no_grad():
         a = model(**batch).logits

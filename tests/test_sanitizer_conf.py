@@ -22,7 +22,7 @@ def test_every_option_runs_on_every_format(option, fmt):
     sanitizer = _sanitizer(option)
     clean = sanitizer.sanitize(make_dataset(fmt, with_test=True))
     ran = [s["step"] for s in sanitizer.report.splits["train"]["steps"]]
-    assert ("chat_structure" in ran) == (option == "strict" and fmt == "chat")
+    assert ("chat_structure" in ran) == (option != "none" and fmt == "chat")
     assert len(clean["train"]) <= 4
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 
+from modelops.config.targets import trusting
 from modelops.errors import ConfigError
 from modelops.sanitize import DatasetSanitizer
 from modelops.sanitize.registry import STEPS
+from modelops.sanitize.step import SanitizeStep, mark
 from tests.test_sanitizer import make_dataset
 
 
@@ -27,6 +32,9 @@ def test_unknown_target_is_named():
     message = _error([{"_target_": "modelops.sanitize.filters.NoSuchFilter"}])
     assert message.startswith("sanitizer.steps.0._target_:") and "does not exist" in message
     message = _error([{"_target_": "no_such_package.Step"}])
+    assert message.startswith("sanitizer.steps.0._target_:") and "outside the allowed prefixes" in message
+    with trusting(["no_such_package"]):
+        message = _error([{"_target_": "no_such_package.Step"}])
     assert message.startswith("sanitizer.steps.0._target_:") and "cannot import" in message
 
 
@@ -56,17 +64,14 @@ def test_unknown_key_suggests_the_right_one():
     assert "did you mean 'threshold'" in _error([{"name": "near_dedup", "threshhold": 0.5}])
 
 
-class _Probe:
+@dataclass
+class _Probe(SanitizeStep):
     """A step that records whether it ever saw a row."""
 
-    name = "probe"
-
-    def __init__(self):
-        self.calls = 0
+    calls: int = 0
+    name: ClassVar[str] = "probe"
 
     def __call__(self, table, ctx):
-        from modelops.sanitize.step import mark
-
         self.calls += 1
         return mark(table, [""] * len(table))
 
@@ -103,11 +108,11 @@ def test_only_for_skips_the_step_on_other_formats():
 def test_hydra_config_error_names_the_full_key():
     from modelops.config.build import compose, instantiate
 
-    cfg = compose(["sanitizer=default", "sanitizer.steps.3.threshold=1.5"])
-    assert cfg.sanitizer.steps[3].name == "near_dedup"
+    cfg = compose(["sanitizer=default", "sanitizer.steps.4.threshold=1.5"])
+    assert cfg.sanitizer.steps[4].name == "near_dedup"
     with pytest.raises(ConfigError) as info:
         instantiate(cfg.sanitizer, "sanitizer")
-    assert str(info.value).startswith("sanitizer.steps.3.threshold:")
+    assert str(info.value).startswith("sanitizer.steps.4.threshold:")
 
 
 def test_unloadable_tokenizer_is_a_config_error(tmp_path):

@@ -26,7 +26,9 @@ def _msgs(*turns: str) -> list[dict]:
     [
         (_msgs("s:be nice", "u:hi", "a:hello"), ""),
         (_msgs("u:hi", "a:calling", "t:42", "a:it is 42", "u:thanks", "a:welcome"), ""),
-        (_msgs("u:hi", "a:hello", "u:and?"), ""),  # ending on the user is allowed
+        (_msgs("u:hi", "a:hello", "u:and?"), "chat:ends_with=user"),  # the last question is never answered
+        (_msgs("u:hi", "a:calling", "t:42"), "chat:ends_with=tool"),  # a tool result with no answer after it
+        (_msgs("s:be nice", "u:hi"), "chat:no_assistant"),
         (_msgs("u:hi", "bot:hello"), "chat:bad_role=bot"),
         (_msgs("u:hi", "a:  "), "chat:no_assistant"),
         (_msgs("u:hi", "u:again", "a:hello"), "chat:not_alternating"),
@@ -42,7 +44,9 @@ def test_chat_structure_rules(messages, reason):
 
 
 def test_chat_structure_rules_can_be_switched_off():
-    step = ChatStructure(require_assistant=False, require_alternation=False, roles=["user", "assistant"])
+    step = ChatStructure(
+        require_assistant=False, require_assistant_last=False, require_alternation=False, roles=["user", "assistant"]
+    )
     assert step.reason(_msgs("u:a", "u:b")) == ""
     assert step.reason(_msgs("s:x", "u:a")) == "chat:bad_role=system"
 

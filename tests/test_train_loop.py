@@ -85,7 +85,7 @@ def test_gradient_accumulation_1x8_equals_8x1_and_a_hand_written_step(tmp_path):
     dataset = _instruction(8)  # rows of different lengths and different answer lengths
     # SGD: the update is the gradient itself (Adam's first step is sign-like and hides gradient errors).
     common = {"max_steps": 1, "max_grad_norm": None, "batching": "pad", "scheduler": "constant",
-              "optimizer": functools.partial(torch.optim.SGD), "learning_rate": 0.5}  # fmt: skip
+              "optimizer": functools.partial(torch.optim.SGD), "learning_rate": 0.5, "weight_decay": 0.0}  # fmt: skip
     big = _train(tmp_path / "a", dataset, batch_size=8, gradient_accumulation_steps=1, **common)
     small = _train(tmp_path / "b", dataset, batch_size=1, gradient_accumulation_steps=8, **common)
     a, b = _weights(big.model_dir / "model.safetensors"), _weights(small.model_dir / "model.safetensors")

@@ -1,48 +1,65 @@
-"""Instantiate config groups through `_target_`, with errors that name the config key; compose configs."""
+"""The one way from a config node to an object: check it, then `hydra.utils.instantiate` it.
+
+`instantiate` checks every `_target_` in the node with `modelops.config.targets.check_target` and
+every node's keys against its target's signature (naming the full key) before anything is called,
+then builds it with Hydra; a failure inside a target becomes a `ConfigError` naming the node.
+"""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from typing import Any
 
 from modelops.errors import ConfigError, ModelopsError
 
-_BAD_ARG = re.compile(r"unexpected keyword argument '(\w+)'")
+
+def instantiate(node, key: str, allowed: Sequence[str] = (), **kwargs: Any) -> Any:
+    """Check `node` (config key `key`), then build it with `hydra.utils.instantiate(node, **kwargs)`.
+
+    Args:
+        node: a config node (DictConfig or plain dict) with a `_target_`.
+        key: its config key, for messages (``trainer``, ``sanitizer.steps.2``).
+        allowed: import prefixes or exact names trusted besides the defaults (``allowed_targets``);
+            trusted as well by the components that build entries of their own inside (steps, metrics).
+        kwargs: passed to Hydra (``_partial_``, runtime objects).
+
+    Raises:
+        ConfigError: naming the key of a refused target, an unknown key or a failed construction;
+            a `ModelopsError` raised by the target itself passes through unchanged.
+    """
+    from modelops.config.validate import check_node
+
+    check_node(key, _plain(node), tuple(allowed))
+    return construct(node, key, allowed, **kwargs)
 
 
-def instantiate(node, key: str, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate(node)`, turning a failure into a `ConfigError` that names `key`."""
+def construct(node, key: str, allowed: Sequence[str] = (), **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate(node, **kwargs)` for a node already checked with `check_node`."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
+
+    from modelops.config.targets import trusting
 
     # Plain containers: otherwise nested dataclass objects come back as DictConfig.
     kwargs.setdefault("_convert_", "all")
     try:
-        return hydra_instantiate(node, **kwargs)
+        with trusting(tuple(allowed)):
+            return hydra_instantiate(node, **kwargs)
     except InstantiationException as exc:
-        cause = exc.__cause__ or exc
-        if isinstance(cause, ModelopsError):
-            raise cause from None
-        bad = _BAD_ARG.search(str(cause))
-        where = _find_key(node, bad.group(1), key) if bad else key
-        raise ConfigError(f"{where}: {cause}") from None
+        if not isinstance(exc.__cause__, ModelopsError):
+            raise ConfigError(f"{key}: {exc.__cause__ or exc}") from exc
+        error = exc.__cause__
+    # The target's own error, raised outside the handler so that it keeps its own chain: Hydra's
+    # wrapper around it adds nothing.
+    raise error
 
 
-def _find_key(node, name: str, path: str) -> str:
-    """The full path of the (first, depth-first) config key called `name` under `node`."""
+def _plain(node) -> Any:
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    data = OmegaConf.to_container(node) if isinstance(node, DictConfig | ListConfig) else node
-    stack = [(path, data)]
-    while stack:
-        where, item = stack.pop(0)
-        if isinstance(item, dict):
-            if name in item:
-                return f"{where}.{name}"
-            stack.extend((f"{where}.{k}", v) for k, v in item.items())
-        elif isinstance(item, list):
-            stack.extend((f"{where}.{i}", v) for i, v in enumerate(item))
-    return path
+    if isinstance(node, DictConfig | ListConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config"):
@@ -64,12 +81,8 @@ def compose(overrides: list[str] | None = None, config_name: str = "config"):
 
 def model_spec(ref: str):
     """A `ModelSpec` for a reference: a `conf/model` option name, else a path/alias/hub id as is."""
-    from modelops.config.paths import conf_dir
+    from modelops.models.resolve import model_option
     from modelops.models.spec import ModelSpec
 
-    option = conf_dir() / "model" / f"{ref}.yaml"
-    if option.is_file():
-        from omegaconf import OmegaConf
-
-        return instantiate(OmegaConf.load(option), "model")
-    return ModelSpec(name_or_path=ref)
+    node = model_option(ref)
+    return instantiate(node, "model") if node is not None else ModelSpec(name_or_path=ref)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from modelops.errors import ConfigError
+from modelops.errors import ConfigError, did_you_mean
 
 # Hydra's own flags take values or change what runs (--cfg, --info, --config-dir ...): leave those to Hydra.
 _PLAIN_FLAGS = ("-m", "--multirun")
@@ -59,7 +59,7 @@ def _first_of_sweeps(overrides: list[str]) -> list[str]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as exc:
-        raise ConfigError(f"cannot parse the overrides: {exc}") from None
+        raise ConfigError(f"cannot parse the overrides: {exc}") from exc
     out = []
     for override, text in zip(parsed, overrides, strict=True):
         if override.get_key_element().lstrip("+~").startswith(("hydra.", "hydra/")):
@@ -84,7 +84,7 @@ def _compose(overrides: list[str]):
     try:
         return compose(overrides)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise _explain(exc, overrides) from None
+        raise _explain(exc, overrides) from exc
 
 
 def _explain(exc: Exception, overrides: list[str]) -> ConfigError:
@@ -97,10 +97,8 @@ def _explain(exc: Exception, overrides: list[str]) -> ConfigError:
     parent_path, _, name = key.rpartition(".")
     rest = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
     known = _keys_of(_compose_quietly(rest), parent_path)
-    from modelops.config.validate import _suggest
-
     return ConfigError(
-        f"{key}: unknown key{_suggest(name, known)}; valid keys: {sorted(known)} "
+        f"{key}: unknown key{did_you_mean(name, known)}; valid keys: {sorted(known)} "
         f"(to add a key the target accepts, write +{key}=...)"
     )
 

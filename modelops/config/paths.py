@@ -59,4 +59,4 @@ def check_outputs_writable(root: Path | None = None, outputs: Path | None = None
         with tempfile.TemporaryFile(dir=outputs):
             pass
     except OSError as exc:
-        raise ConfigError(f"{outputs}: run directories cannot be written there ({exc.strerror})") from None
+        raise ConfigError(f"{outputs}: run directories cannot be written there ({exc.strerror})") from exc

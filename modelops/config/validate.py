@@ -1,51 +1,58 @@
-"""Check a composed config before anything heavy is imported: keys, types, targets, stages.
+"""Check a composed config before anything is built: keys, types, targets, stages.
 
-Every `_target_` must start with an allowed import prefix. For targets inside modelops (plain
-dataclasses and functions whose modules import nothing heavy) each key is checked against the
-target's parameters and their annotated types, with the key's full path and a did-you-mean in
-the error. Library targets (`peft.LoraConfig`, `torch.optim.AdamW`) are checked when they are
-instantiated, where a wrong argument is reported with the same full path.
+Every `_target_` and dotted metric name goes through `modelops.config.targets.check_target`,
+which judges what it resolves to. Each node's keys are checked against its target's signature
+(with the key's full path and a did-you-mean); for targets inside modelops (plain dataclasses and
+functions) the annotated types of scalar values too. Targets inside modelops are checked first,
+so that a mistyped key is reported before a library (torch, peft) is imported to resolve its target.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib
 import inspect
 import types
 import typing
 from typing import Any
 
-from modelops.errors import ConfigError
+from modelops.config.targets import DEFAULT_ALLOWED, check_target
+from modelops.errors import ConfigError, did_you_mean
 
-DEFAULT_ALLOWED = ("modelops.", "torch.", "transformers.", "peft.", "datasets.", "accelerate.")
+__all__ = ["DEFAULT_ALLOWED", "GROUPS", "STAGES", "check_node", "check_target", "validate"]
+
 STAGES = ("sanitize", "preview", "train", "evaluate")
-GROUPS = ("dataset", "sanitizer", "model", "trainer", "evaluator")
+GROUPS = ("dataset", "sanitizer", "model", "trainer", "evaluator", "tracking", "registry")
 TOP_LEVEL = (*GROUPS, "stages", "allowed_targets", "objective")
 _SPECIAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
 
 def validate(cfg) -> None:
-    """Raise `ConfigError` naming the key for the first problem found in the composed config."""
+    """Check the composed config `cfg` before anything is built or loaded.
+
+    Raises:
+        ConfigError: naming the full key of the first problem found (an unknown key, a wrong type,
+            a missing value, an unknown stage, a refused target).
+    """
     from omegaconf import OmegaConf
     from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
     try:
         data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as exc:
-        raise ConfigError(f"{exc.full_key}: missing required value (???); set it, e.g. {exc.full_key}=...") from None
+        raise ConfigError(f"{exc.full_key}: missing required value (???); set it, e.g. {exc.full_key}=...") from exc
     except InterpolationResolutionError as exc:
-        raise ConfigError(f"{exc.full_key}: {exc.msg}") from None
+        raise ConfigError(f"{exc.full_key}: {exc.msg}") from exc
     _check_keys("", data, TOP_LEVEL)
-    allowed = DEFAULT_ALLOWED + tuple(data.get("allowed_targets") or ())
+    allowed = _allowed_targets(data.get("allowed_targets"))
     for stage in data.get("stages") or []:
         if stage not in STAGES:
-            raise ConfigError(f"stages: unknown stage {stage!r}{_suggest(stage, STAGES)}; stages are {list(STAGES)}")
-    for group in GROUPS:
-        if group in data and data[group] is not None:
-            check_node(group, data[group], allowed)
-    # A dotted metric name is an import path too: it must pass the same allowlist.
+            hint = did_you_mean(stage, STAGES)
+            raise ConfigError(f"stages: unknown stage {stage!r}{hint}; stages are {list(STAGES)}")
+    groups = [(group, data[group]) for group in GROUPS if data.get(group) is not None]
+    for libraries in (False, True):
+        for group, node in groups:
+            _walk(group, node, allowed, libraries)
+    # A dotted metric name is an import path too: it must pass the same check.
     for i, metric in enumerate((data.get("evaluator") or {}).get("metrics") or []):
         if isinstance(metric, str) and "." in metric:
             check_target(f"evaluator.metrics.{i}", metric, allowed)
@@ -55,12 +62,13 @@ def check_model_reference(cfg) -> None:
     """Fail before any data work, naming `model.name_or_path`, when it names a local directory that is missing.
 
     Only references written as paths (`/models/x`, `./x`, `~/x`, `a/b/c`) are checked here; aliases,
-    hub ids and registry names are resolved when the model loads.
+    hub ids and registry references (`NAME@alias`, `NAME/3`, `models:/NAME/3`) are resolved when the model loads.
     """
     from pathlib import Path
 
     ref = cfg.get("model", {}).get("name_or_path") if cfg.get("model") is not None else None
-    if not isinstance(ref, str) or not (ref.startswith(("/", ".", "~")) or ref.count("/") >= 2):
+    looks_like_path = isinstance(ref, str) and (ref.startswith(("/", ".", "~")) or ref.count("/") >= 2)
+    if not looks_like_path or ref.startswith("models:/"):  # models:/NAME/3 is the registry's
         return
     path = Path(ref).expanduser()
     if not path.is_dir():
@@ -68,64 +76,69 @@ def check_model_reference(cfg) -> None:
         raise ConfigError(f"model.name_or_path: {ref!r}: {what}; give a model directory, a hub id or a model alias")
 
 
-def check_node(path: str, node: Any, allowed: tuple[str, ...]) -> None:
+def _allowed_targets(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"allowed_targets: expected a list, e.g. allowed_targets=[mypkg], got {value!r}")
+    for i, entry in enumerate(value):
+        if not isinstance(entry, str) or not entry.strip("."):
+            raise ConfigError(f"allowed_targets.{i}: expected an import prefix or a dotted name, got {entry!r}")
+    return tuple(value)
+
+
+def check_node(path: str, node: Any, allowed: tuple[str, ...] = ()) -> None:
+    """Check every `_target_` in `node` (a plain container at config key `path`) and its keys.
+
+    Raises:
+        ConfigError: naming the full key of the first problem.
+    """
+    _walk(path, node, allowed, libraries=False)
+    _walk(path, node, allowed, libraries=True)
+
+
+def _walk(path: str, node: Any, allowed: tuple[str, ...], libraries: bool) -> None:
+    """Check the targets inside modelops (`libraries` False) or the others (True) under `node`."""
     if isinstance(node, list):
         for i, item in enumerate(node):
-            check_node(f"{path}.{i}", item, allowed)
+            _walk(f"{path}.{i}", item, allowed, libraries)
         return
     if not isinstance(node, dict):
         return
     target = node.get("_target_")
-    if target is not None:
-        check_target(f"{path}._target_", target, allowed)
-        if target.startswith("modelops."):
-            _check_against_signature(path, node, _locate(f"{path}._target_", target))
+    ours = not isinstance(target, str) or target.startswith("modelops.")
+    if target is not None and libraries != ours:
+        # A target given as an object (from Python, not from a config file) is the caller's own code.
+        obj = check_target(f"{path}._target_", target, allowed) if isinstance(target, str) else target
+        _check_against_signature(path, node, obj)
     for key, value in node.items():
         if key not in _SPECIAL:
-            check_node(f"{path}.{key}", value, allowed)
+            _walk(f"{path}.{key}", value, allowed, libraries)
 
 
-def check_target(key: str, target: str, allowed: tuple[str, ...]) -> None:
-    """Refuse a `_target_` outside the allowed import prefixes (no arbitrary code from a recipe)."""
-    if not isinstance(target, str) or not target.startswith(allowed):
-        raise ConfigError(
-            f"{key}: {target!r} is not an allowed target; allowed prefixes are {list(allowed)} "
-            "(add one to `allowed_targets` in your config to trust it)"
-        )
-
-
-def _locate(key: str, target: str):
-    module_name, _, attr = target.rpartition(".")
-    parts = []
-    while module_name:
-        try:
-            obj = importlib.import_module(module_name)
-            break
-        except ModuleNotFoundError:
-            module_name, _, parent = module_name.rpartition(".")
-            parts.insert(0, parent)
-    else:
-        raise ConfigError(f"{key}: cannot import {target!r}")
-    for name in [*parts, attr]:
-        if not hasattr(obj, name):
-            raise ConfigError(f"{key}: {target!r} does not exist")
-        obj = getattr(obj, name)
-    return obj
-
-
-def _parameters(obj) -> dict[str, Any]:
-    """Parameter name -> annotation (or `Any`) of a dataclass, class or function."""
-    func = obj.__init__ if inspect.isclass(obj) and not dataclasses.is_dataclass(obj) else obj
-    hints = typing.get_type_hints(func) if not dataclasses.is_dataclass(obj) else typing.get_type_hints(obj)
-    params = inspect.signature(obj).parameters
+def _parameters(obj) -> dict[str, Any] | None:
+    """Keyword name -> annotation of what `obj` takes; None when it takes any (``**kwargs``) or cannot say."""
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):  # some builtins have no signature: checked when called
+        return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    names = [n for n, p in params.items() if p.kind not in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL) and n != "self"]
+    return {name: _hints(obj).get(name, Any) for name in names}
+
+
+def _hints(obj) -> dict[str, Any]:
+    """Annotations of a modelops target, resolved; a library's are not read (its own code checks them)."""
+    if not getattr(obj, "__module__", "").startswith("modelops."):
         return {}
-    return {name: hints.get(name, Any) for name in params if name not in ("self", "args")}
+    func = obj.__init__ if inspect.isclass(obj) and not dataclasses.is_dataclass(obj) else obj
+    return typing.get_type_hints(func)
 
 
 def _check_against_signature(path: str, node: dict, obj) -> None:
     params = _parameters(obj)
-    if not params:
+    if params is None:
         return
     _check_keys(path, node, tuple(params))
     for key, value in node.items():
@@ -141,12 +154,7 @@ def _check_keys(path: str, node: dict, known: tuple[str, ...]) -> None:
     for key in node:
         if key not in known and key not in _SPECIAL:
             full = f"{path}.{key}" if path else key
-            raise ConfigError(f"{full}: unknown key{_suggest(key, known)}; valid keys: {sorted(known)}")
-
-
-def _suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{full}: unknown key{did_you_mean(key, known)}; valid keys: {sorted(known)}")
 
 
 def _fits(value: Any, annotation: Any) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -27,7 +28,7 @@ class Dataset:
 
     Args:
         splits: split name -> `datasets.Dataset`.
-        format: the row format (`classification`, `text`, `completion`, `instruction`, `chat`).
+        format: the row format (`classification`, `text`, `completion`, `instruction`, `chat`, `preference`).
         labels: for classification, the label names in id order; inferred when omitted (from the
             train split when there is one; int labels 0..k-1 are named "0".."k-1").
         load_report: split name -> `loaders.LoadReport`, as the loaders fill it.
@@ -102,13 +103,17 @@ class Dataset:
         on_error: str = "raise",
         labels: list[str] | None = None,
         delimiter: str | None = None,
+        header: bool = True,
     ) -> Dataset:
-        """Load a CSV file (TSV for a .tsv name, or any `delimiter`) with a header row as one split.
+        """Load a CSV file (TSV for a .tsv name, or any `delimiter`) as one split.
 
         Text fields stay strings; other columns whose every value is an integer become ints.
+        A file without a header row takes ``header=False`` and columns by position:
+        ``Dataset.from_csv("ag_news.tsv", header=False, columns={"text": 0, "label": 1})``.
         """
         options = _opts(format, columns, on_error)
-        return cls._from_loaded({split: loaders.load_file(path, kind="csv", delimiter=delimiter, **options)}, labels)
+        loaded = loaders.load_file(path, kind="csv", delimiter=delimiter, header=header, **options)
+        return cls._from_loaded({split: loaded}, labels)
 
     @classmethod
     def from_parquet(
@@ -182,6 +187,7 @@ class Dataset:
         split: Mapping[str, Any] | None = None,
         labels: list[str] | None = None,
         delimiter: str | None = None,
+        header: bool = True,
         **split_paths: str | os.PathLike | None,
     ) -> Dataset:
         """One file per split: ``Dataset.from_files(train="a.jsonl", validation="b.csv", test=...)``.
@@ -197,6 +203,8 @@ class Dataset:
                 "seed": 0, "stratify": True}`` (see `split`).
             labels: the label names in id order (default: those of train).
             delimiter: the CSV delimiter, for every CSV file.
+            header: whether CSV/TSV files start with a header row; False names their columns by
+                position, for `columns` such as ``{"text": 0, "label": 1}``.
             **split_paths: split name -> path; None or empty values are left out.
         """
         paths = {name: path for name, path in split_paths.items() if path}
@@ -206,7 +214,7 @@ class Dataset:
         loaded: dict[str, loaders.Loaded] = {}
         fmt = format
         for name in order:
-            loaded[name] = _load_path(paths[name], fmt, columns, on_error, delimiter)
+            loaded[name] = _load_path(paths[name], fmt, columns, on_error, delimiter, header)
             fmt = loaded[name].format
         dataset = cls._from_loaded({name: loaded[name] for name in paths}, labels, on_error)
         return dataset.split(**split) if split else dataset
@@ -219,6 +227,7 @@ class Dataset:
         splits = {name: loaders.to_hf(item.table) for name, item in loaded.items()}
         reports = {name: item.report for name, item in loaded.items()}
         origins = {name: item.origin for name, item in loaded.items()}
+        _print_recognised_columns(reports.values())
         if labels is None:
             labels = _infer_labels(splits, fmt)
         if on_error == "skip" and labels is not None:
@@ -248,11 +257,41 @@ class Dataset:
     def split_names(self) -> list[str]:
         return list(self._splits)
 
-    def __getitem__(self, split: str):
-        try:
-            return self._splits[split]
-        except KeyError:
-            raise DataError(f"no split {split!r}; this dataset has {self.split_names}") from None
+    def __getitem__(self, key: str | int | slice):
+        """``ds["train"]``: a split (a `datasets.Dataset`); ``ds[0]``, ``ds[-1]``, ``ds[2:5]``: rows of one split.
+
+        Raises:
+            DataError: no such split, or a row index on a Dataset of several splits.
+        """
+        if isinstance(key, str):
+            try:
+                return self._splits[key]
+            except KeyError as exc:
+                raise DataError(f"no split {key!r}; this dataset has {self.split_names}") from exc
+        rows = self._only_split(f"ds[{key!r}]")
+        if isinstance(key, slice):
+            return rows.select(range(len(rows))[key]).to_list()  # rows as dicts, like ds[0]
+        if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+            raise DataError(f"ds[{key!r}]: index a Dataset by split name (ds['train']) or by row number (ds[0])")
+        if not -len(rows) <= key < len(rows):
+            raise IndexError(f"row {key} is out of range: the {self.split_names[0]!r} split has {len(rows)} rows")
+        return rows[int(key) % len(rows)]
+
+    def __iter__(self):
+        """The rows (dicts) of a one-split Dataset; with several splits, pick one: ``for row in ds["train"]``."""
+        return iter(self._only_split("iterating"))
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """The rows of a one-split Dataset as a list of dicts."""
+        return self._only_split("to_list()").to_list()
+
+    def _only_split(self, what: str):
+        if len(self._splits) > 1:
+            names = self.split_names
+            raise DataError(
+                f"{what}: this Dataset has {len(names)} splits {names}; pick one first, e.g. ds[{names[0]!r}]"
+            )
+        return next(iter(self._splits.values()))
 
     def __contains__(self, split: str) -> bool:
         return split in self._splits
@@ -310,6 +349,28 @@ class Dataset:
         """Per split: reason -> rows skipped while loading (empty with ``on_error="raise"``)."""
         return {name: dict(report.skipped) for name, report in self._reports.items()}
 
+    def skipped_rows(self) -> Iterator[dict[str, Any]]:
+        """Every row skipped while loading: ``{"split", "file", "line", "row", "reason", "message", "raw"}``.
+
+        Splits carved out of one file share its report; its rows are listed once, under that file's split.
+        """
+        seen: set[int] = set()
+        for name, report in self._reports.items():
+            if id(report) not in seen:
+                seen.add(id(report))
+                for row in report.skipped_rows:
+                    yield {"split": name, **row}
+
+    def skip_summary(self) -> list[str]:
+        """One line per source that lost rows while loading: where, how many, and the count of each reason."""
+        lines, seen = [], set()
+        for name, report in self._reports.items():
+            if report.total_skipped and id(report) not in seen:
+                seen.add(id(report))
+                reasons = ", ".join(f"{reason}={n}" for reason, n in report.skipped.items())
+                lines.append(f"skipped {report.total_skipped} row(s) of {name} ({report.source}): {reasons}")
+        return lines
+
     # -- splitting ----------------------------------------------------------------------------
 
     def split(
@@ -331,7 +392,8 @@ class Dataset:
             source: the split to carve from; it keeps the rows left over.
 
         Raises:
-            DataError: a split that already exists, or sizes that leave the source empty.
+            DataError: a split that already exists, a split that would get no rows, or sizes that
+                leave the source empty; naming the sizes asked and the rows available.
         """
         from modelops.data.split import label_groups, split_indices
 
@@ -344,11 +406,12 @@ class Dataset:
         groups = None
         if stratify and self.format == "classification" and "label" in part.column_names:
             groups = label_groups(part)
-        indices = split_indices(len(part), wanted, seed=seed, groups=groups, source=source)
+        report = self._reports.get(source)
+        where = f"{source!r} (from {report.source})" if report else repr(source)
+        indices = split_indices(len(part), wanted, seed=seed, groups=groups, source=source, where=where)
         table = loaders.hf_table(part)
         # one Arrow take per split: contiguous tables that later reads slice without an index mapping
         parts = {name: loaders.to_hf(table.take(index)) for name, index in indices.items()}
-        report = self._reports.get(source)
         reports = {**self._reports, **{name: report for name in wanted if report}}
         origins = dict(self._origins)
         if source in self._origins:
@@ -402,17 +465,29 @@ class Dataset:
     # -- saving -------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike, split: str | None = None) -> Path:
-        """Write one split (default: the only one, else `train`), atomically.
+        """Write one split, atomically: `split`, or the only one.
+
+        A Dataset of several splits needs `split` (nothing is left out silently): write each with
+        ``for name in ds.split_names: ds.save(f"clean_{name}.jsonl", split=name)``, or all of them
+        at once with `save_to_disk`.
 
         The extension picks the file type: ``.parquet``; ``.csv`` (``.tsv`` tab-separated; no
         nested columns such as chat messages); ``.json`` (an array); anything else JSON Lines.
         Reading the file back gives the same rows and values (CSV: a string label that looks
         like an integer comes back as an int, since CSV keeps no types).
+
+        Raises:
+            DataError: several splits and no `split`, or no such split.
         """
         from modelops.data.writers import write
 
-        name = split or (self.split_names[0] if len(self._splits) == 1 else "train")
-        return write(self[name], path)
+        if split is None and len(self._splits) > 1:
+            names = self.split_names
+            raise DataError(
+                f"save({str(path)!r}): this Dataset has {len(names)} splits {names}; name the one to write, "
+                f"e.g. save(path, split={names[0]!r}), or write them all with save_to_disk(directory)"
+            )
+        return write(self[split or self.split_names[0]], path)
 
     def save_to_disk(self, path: str | os.PathLike) -> Path:
         """Write every split as Arrow plus a `dataset.json` with format, labels and load report, atomically."""
@@ -454,7 +529,9 @@ def _opts(format: str | None, columns: Mapping[str, str] | None, on_error: str) 
     return {"format": format, "columns": columns, "on_error": on_error}
 
 
-def _load_path(path: Any, fmt: str | None, columns: Any, on_error: str, delimiter: str | None) -> loaders.Loaded:
+def _load_path(
+    path: Any, fmt: str | None, columns: Any, on_error: str, delimiter: str | None, header: bool = True
+) -> loaders.Loaded:
     """One split from a file, or from a directory saved by `datasets` (its only or `train` split)."""
     if Path(path).is_dir():
         tables = loaders.load_hf(path)
@@ -462,7 +539,19 @@ def _load_path(path: Any, fmt: str | None, columns: Any, on_error: str, delimite
         if len(tables) > 1 and "train" not in tables:
             raise DataError(f"{path}: holds splits {list(tables)}; use Dataset.from_hf to load them all")
         return loaders.load_table(tables[name], source=str(path), **_opts(fmt, columns, on_error))
-    return loaders.load_file(path, delimiter=delimiter, **_opts(fmt, columns, on_error))
+    return loaders.load_file(path, delimiter=delimiter, header=header, **_opts(fmt, columns, on_error))
+
+
+def _print_recognised_columns(reports: Iterable[loaders.LoadReport]) -> None:
+    """Say once which columns were taken for which field when they were recognised by name, not given."""
+    from modelops.log import say
+
+    shown: list[dict[str, str]] = []
+    for report in reports:
+        if report.columns and report.columns not in shown:
+            shown.append(report.columns)
+            pairs = ", ".join(f"{src} → {canonical}" for src, canonical in report.columns.items())
+            say(f"columns: {pairs} (recognised by name; set columns= / dataset.columns to choose others)")
 
 
 def _infer_labels(splits: Mapping[str, Any], fmt: str) -> list[str] | None:
@@ -506,13 +595,13 @@ def _drop_unknown_labels(part: Any, labels: list[str], report: loaders.LoadRepor
     if "label" not in part.column_names:
         return part, None
     mask = _unknown_label_mask(part, labels)
-    for row in np.flatnonzero(mask)[: loaders.MAX_EXAMPLES]:
-        report.examples.append(
-            f"{report.source}: row {row + 1}, field 'label': {part[int(row)]['label']!r} not in train"
-        )
+    for row in np.flatnonzero(mask).tolist():
+        values = part[row]
+        message = f"field 'label': {values['label']!r} not in the train labels {labels}"
+        raw = json.dumps(values, ensure_ascii=False, default=str)
+        report.skip("unknown_label", loaders.Place(report.source, row=row + 1), message, raw)
     if not mask.any():
         return part, None
-    report.skipped["unknown_label"] = report.skipped.get("unknown_label", 0) + int(mask.sum())
     kept = np.flatnonzero(~mask)
     part = part.select(kept)
     report.rows = len(part)

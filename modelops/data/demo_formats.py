@@ -1,7 +1,8 @@
 """Small demo datasets, one per generative format, made deterministically at load time.
 
 Each has a few hundred rows of a pattern a tiny causal LM can learn quickly (arithmetic,
-capital cities, counting), so recipes and tests run without downloading anything. The same
+capital cities, counting; for preference pairs, the right answer over a wrong one), so recipes
+and tests run without downloading anything. The same
 `n` and `seed` always give the same rows and the same splits.
 """
 
@@ -123,6 +124,40 @@ def text_demo(n: int = 300, seed: int = 0, validation: float = 0.1, test: float 
             return {"text": " ".join(_NUMBER_WORDS[start : start + 5]) + "."}
         country = rng.choice(sorted(CAPITALS))
         return {"text": f"The capital of {country} is {CAPITALS[country]}."}
+
+    return _demo(row, n, seed, validation, test)
+
+
+def preference_demo(n: int = 400, seed: int = 0, validation: float = 0.1, test: float = 0.1, chat: bool = False) -> Any:
+    """Preference pairs: a sum of two digits or a capital city; chosen is right, rejected is wrong.
+
+    The wrong answer is near the right one (the sum off by 1 to 3, another country's capital), so a
+    model learns the preference only by knowing the answer; prompts repeat across splits with
+    other wrong answers, which a tiny causal LM picks up in a few hundred steps.
+
+    Args:
+        n: pairs before splitting.
+        seed: seed of the generator and of the split.
+        validation, test: fractions split off train.
+        chat: chat form (prompt ``[system, user]``, each side ``[assistant]``) instead of strings.
+    """
+
+    def row(rng: random.Random) -> dict:
+        if rng.random() < 0.5:
+            a, b = rng.randint(0, 9), rng.randint(0, 9)
+            wrong = a + b + rng.choice([d for d in (-3, -2, -1, 1, 2, 3) if a + b + d >= 0])
+            prompt, chosen, rejected = f"What is {a} + {b}?", str(a + b), str(wrong)
+        else:
+            country = rng.choice(sorted(CAPITALS))
+            other = rng.choice(sorted(set(CAPITALS) - {country}))
+            prompt, chosen, rejected = f"Capital of {country}?", CAPITALS[country], CAPITALS[other]
+        if not chat:
+            return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+        return {
+            "prompt": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": prompt}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+        }
 
     return _demo(row, n, seed, validation, test)
 

@@ -1,10 +1,11 @@
 """Row formats: which fields each format holds, how a format is detected, and how rows are checked.
 
-Five formats, each a set of canonical fields:
+Six formats, each a set of canonical fields:
 
 ==============  ==========================================  =================
 format          required fields                             optional fields
 ==============  ==========================================  =================
+preference      ``chosen``, ``rejected``                    ``prompt``
 chat            ``messages: [{role, content}]``
 instruction     ``instruction``, ``output``                 ``input``
 completion      ``prompt``, ``completion``
@@ -13,8 +14,10 @@ text            ``text``
 ==============  ==========================================  =================
 
 ShareGPT rows (``conversations: [{from, value}]``) are chat rows: ``from`` human/gpt/system becomes
-role user/assistant/system. A column mapping ``{"text": "sentence"}`` renames a source column to a
-canonical field. Columns outside the format are kept as they are.
+role user/assistant/system. Preference rows are text or chat pairs; `preference` converts ShareGPT
+and implicit-prompt rows into them (the prompt is then always there). A column mapping
+``{"text": "sentence"}`` renames a source column to a canonical field. Columns outside the format
+are kept as they are.
 
 Two checkers agree on what is valid: `table_problem` looks at a whole Arrow table at once (the fast
 path), `check_row` at one Python row (the path that names the bad line when the fast one says no).
@@ -47,6 +50,7 @@ class Format:
 
 
 FORMATS: dict[str, Format] = {
+    "preference": Format("preference", ("chosen", "rejected"), ("prompt",)),
     "chat": Format("chat", ("messages",)),
     "instruction": Format("instruction", ("instruction", "output"), ("input",)),
     "completion": Format("completion", ("prompt", "completion")),
@@ -54,8 +58,9 @@ FORMATS: dict[str, Format] = {
     "text": Format("text", ("text",)),
 }
 
-#: Most specific first, so that a file with both `text` and `label` is classification, not text.
-DETECTION_ORDER = ("chat", "instruction", "completion", "classification", "text")
+#: Most specific first, so that a file with both `text` and `label` is classification, not text, and
+#: one with `messages` (or `conversations`) beside `chosen` and `rejected` is preference, not chat.
+DETECTION_ORDER = ("preference", "chat", "instruction", "completion", "classification", "text")
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -67,7 +72,23 @@ SHAREGPT_FIELD = "conversations"
 #: Every name a column mapping may target.
 CANONICAL_FIELDS = frozenset(f for spec in FORMATS.values() for f in spec.fields) | {SHAREGPT_FIELD}
 
-STRING_FIELDS = ("text", "prompt", "completion", "instruction", "output", "input")
+STRING_FIELDS = ("text", "prompt", "completion", "instruction", "output", "input", "chosen", "rejected")
+
+#: Canonical column order where it is not required-then-optional.
+_COLUMN_ORDER = {"preference": ("prompt", "chosen", "rejected")}
+
+#: Usual column names of a canonical field, recognised when the field itself is missing. `input` and
+#: `output` are instruction fields; without an `instruction` column they are a prompt and its completion.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "text": ("sentence", "review", "content", "document"),
+    "prompt": ("question", "input"),
+    "completion": ("answer", "output"),
+    "label": ("labels", "category", "sentiment"),
+}
+
+
+class FormatNotDetected(DataError):
+    """No format's fields are among the columns (even under their usual names)."""
 
 
 class RowProblem(Exception):
@@ -83,8 +104,8 @@ def get_format(name: str) -> Format:
     """The `Format` called `name`; DataError listing the known ones otherwise."""
     try:
         return FORMATS[name]
-    except KeyError:
-        raise DataError(f"unknown format {name!r}; known formats are {list(FORMATS)}") from None
+    except KeyError as exc:
+        raise DataError(f"unknown format {name!r}; known formats are {list(FORMATS)}") from exc
 
 
 # -- column mapping ---------------------------------------------------------------------------
@@ -141,29 +162,91 @@ def detect_format(found: list[str] | set[str], source: str) -> str:
         if set(FORMATS[name].required) <= present:
             return name
     tried = "; ".join(FORMATS[name].describe() for name in DETECTION_ORDER)
-    raise DataError(
+    raise FormatNotDetected(
         f"{source}: cannot detect the format: found fields {sorted(found)}; tried {tried} "
         f"(pass format=... and columns={{canonical: source}} to say which)"
     )
 
 
+def complete_mapping(
+    mapping: dict[str, str], found: list[str], fmt: str | None, source: str
+) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The format, and the mapping completed with columns recognised by their usual names (`ALIASES`).
+
+    Formats are tried most specific first (only `fmt` when given); the first whose required fields
+    are all present, directly or under a usual name, wins: ``sentence, label`` is classification,
+    ``question, answer`` completion. A field is only filled when it is missing.
+
+    Returns:
+        ``(format, {source: canonical}, recognised)``; `recognised` is every field of the format
+        with its source column when some column was recognised (for the report), else empty.
+
+    Raises:
+        FormatNotDetected: no format fits (without `fmt`).
+        DataError: two columns could both be the same field.
+    """
+    renamed = [mapping.get(name, name) for name in found]
+    for name in [fmt] if fmt else DETECTION_ORDER:
+        aliases = _aliases(name, renamed, source)
+        if aliases is None:
+            continue
+        full = {**mapping, **aliases}
+        return name, full, _field_sources(full, renamed, name) if aliases else {}
+    if fmt:
+        return fmt, mapping, {}  # the row checks name the missing field
+    detect_format(renamed, source)
+    raise AssertionError("detect_format found a format that complete_mapping did not")  # pragma: no cover
+
+
+def _aliases(fmt: str, present: list[str], source: str) -> dict[str, str] | None:
+    """``{column: field}`` filling `fmt`'s missing fields from usual names; None when a required one cannot be.
+
+    An optional field is filled when a usual name of it is there (``question`` -> the prompt of a pair).
+    """
+    spec = FORMATS[fmt]
+    have = set(present) | ({"messages"} if SHAREGPT_FIELD in present else set())
+    if "instruction" in have:  # then `input` belongs to the instruction (see `ALIASES`)
+        have = have - {"input"}
+    options = {f: [a for a in ALIASES.get(f, ()) if a in have] for f in spec.fields if f not in have}
+    if any(not options[f] for f in spec.required if f in options):
+        return None
+    options = {name: found for name, found in options.items() if found}
+    for name, found in options.items():
+        if len(found) > 1:
+            raise DataError(
+                f"{source}: columns {found} could each be the {name!r} field; say which with "
+                f"columns: {{{name}: {found[0]}}}"
+            )
+    return {found[0]: name for name, found in options.items()}
+
+
+def _field_sources(full: dict[str, str], present: list[str], fmt: str) -> dict[str, str]:
+    inverse = {canonical: src for src, canonical in full.items()}
+    return {inverse.get(f, f): f for f in FORMATS[fmt].fields if f in inverse or f in present}
+
+
 # -- one row ----------------------------------------------------------------------------------
 
 
-def check_row(row: Any, fmt: str, label_type: list) -> dict[str, Any]:
+def check_row(row: Any, fmt: str, seen: dict[str, Any]) -> dict[str, Any]:
     """Check one row against `fmt` and return it canonical (ShareGPT turned into messages).
 
     Args:
         row: the parsed row, already renamed through the column mapping.
         fmt: the format name.
-        label_type: a one-slot list holding the Python type of the first label seen, so that a
-            file mixing int and str labels fails on the first row that differs.
+        seen: what the first rows were, filled as rows go by: ``seen["label"]`` the Python type of
+            the first label, ``seen["preference"]`` the form of the first pair, so that a file
+            mixing int and str labels (or text and chat pairs) fails on the first row that differs.
 
     Raises:
         RowProblem: naming the field and what is wrong with it.
     """
     if not isinstance(row, dict):
         raise RowProblem("not_object", f"expected a JSON object, got {_type_name(row)}")
+    if fmt == "preference":
+        from modelops.data import preference  # it builds on this module's checks
+
+        return preference.check_row(row, seen)
     if fmt == "chat" and "messages" not in row and SHAREGPT_FIELD in row:
         row = {("messages" if k == SHAREGPT_FIELD else k): v for k, v in row.items()}
         row["messages"] = _sharegpt_messages(row["messages"])
@@ -173,29 +256,28 @@ def check_row(row: Any, fmt: str, label_type: list) -> dict[str, Any]:
             raise RowProblem("missing_field", f"missing required field {name!r} for format {fmt}")
     for name in spec.fields:
         if name in row:
-            _check_field(name, row[name], label_type)
+            _check_field(name, row[name], seen)
     return row
 
 
-def _check_field(name: str, value: Any, label_type: list) -> None:
+def _check_field(name: str, value: Any, seen: dict[str, Any]) -> None:
     if name in STRING_FIELDS:
         if not (isinstance(value, str) or (name == "input" and value is None)):
             raise RowProblem("wrong_type", f"field {name!r}: expected a string, got {_type_name(value)}")
     elif name == "label":
-        _check_label(value, label_type)
+        _check_label(value, seen)
     elif name == "messages":
         _check_messages(value)
 
 
-def _check_label(value: Any, label_type: list) -> None:
+def _check_label(value: Any, seen: dict[str, Any]) -> None:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise RowProblem("wrong_type", f"field 'label': expected a string or an integer, got {_type_name(value)}")
-    if not label_type:
-        label_type.append(type(value))
-    elif type(value) is not label_type[0]:
+    first = seen.setdefault("label", type(value))
+    if type(value) is not first:
         raise RowProblem(
             "wrong_type",
-            f"field 'label': {_type_name(value)} here, but {_type_name(label_type[0]())} in earlier rows; "
+            f"field 'label': {_type_name(value)} here, but {_type_name(first())} in earlier rows; "
             "use one type for every label",
         )
 
@@ -250,6 +332,10 @@ def table_problem(table: Any, fmt: str) -> str | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if fmt == "preference":
+        from modelops.data import preference
+
+        return preference.table_problem(table)
     spec = FORMATS[fmt]
     names = table.column_names
     for name in spec.required:
@@ -302,6 +388,10 @@ def canonical_table(table: Any, fmt: str) -> Any:
     """`table` (already checked) with ShareGPT turned into messages, canonical types and fields first."""
     import pyarrow as pa
 
+    if fmt == "preference":
+        from modelops.data import preference
+
+        table = preference.canonical_table(table)
     if fmt == "chat":
         column = "messages" if "messages" in table.column_names else SHAREGPT_FIELD
         keys = ("role", "content") if column == "messages" else ("from", "value")
@@ -314,7 +404,7 @@ def canonical_table(table: Any, fmt: str) -> Any:
             table = table.set_column(index, name, table.column(name).cast(pa.string()))
         elif name == "label" and pa.types.is_integer(kind) and kind != pa.int64():
             table = table.set_column(index, name, table.column(name).cast(pa.int64()))
-    first = [name for name in FORMATS[fmt].fields if name in table.column_names]
+    first = [name for name in _COLUMN_ORDER.get(fmt, FORMATS[fmt].fields) if name in table.column_names]
     return table.select(first + [name for name in table.column_names if name not in first])
 
 

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelops.data import formats
 from modelops.data.formats import RowProblem
@@ -39,6 +39,17 @@ _JSON_BLOCK_BYTES = 16 << 20  # pyarrow needs the longest line to fit in one blo
 _INT_PATTERN = r"^[+-]?[0-9]{1,18}$"
 
 
+class Place(NamedTuple):
+    """Where a row comes from: its file (or source) and its line (files with lines) or row number."""
+
+    source: str
+    line: int | None = None
+    row: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}" if self.line is not None else f"{self.source}: row {self.row}"
+
+
 @dataclass
 class LoadReport:
     """What loading one source kept and skipped.
@@ -48,17 +59,28 @@ class LoadReport:
         rows: rows kept.
         skipped: reason -> rows skipped for it (``on_error="skip"``).
         examples: the first few skip messages, each naming its line or row and field.
+        columns: source column -> canonical field, when columns were recognised by their usual
+            names (``sentence`` -> ``text``) rather than given.
+        skipped_rows: every skipped row: ``{"file", "line", "row", "reason", "message", "raw"}``
+            (``raw``: the line or record as read). Not part of `as_dict`: it can be long.
     """
 
     source: str
     rows: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
+    columns: dict[str, str] = field(default_factory=dict)
+    skipped_rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def skip(self, reason: str, message: str) -> None:
+    def skip(self, reason: str, place: Place, message: str, raw: str | None) -> None:
+        """Count one skipped row under `reason` and keep it (where, why, what it was)."""
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        text = f"{place}: {message}"
         if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append(message)
+            self.examples.append(text)
+        self.skipped_rows.append(
+            {"file": place.source, "line": place.line, "row": place.row, "reason": reason, "message": text, "raw": raw}
+        )
 
     @property
     def total_skipped(self) -> int:
@@ -70,6 +92,7 @@ class LoadReport:
             "rows": self.rows,
             "skipped": dict(self.skipped),
             "examples": list(self.examples),
+            "columns": dict(self.columns),
         }
 
 
@@ -79,14 +102,14 @@ class Origin:
 
     Attributes:
         source: the file (or description) the rows came from.
-        reread: re-reads the source as ``(where, row)`` pairs (``where`` is ``file:line``), or None
+        reread: re-reads the source as ``(place, row, raw)`` triples (``place`` prints as ``file:line``), or None
             when the source cannot be read again (then a row is named by its 1-based position).
         positions: per row, its index among the source's rows (numpy int64); None means row i is
             the source's row i.
     """
 
     source: str
-    reread: Callable[[], Iterable[tuple[str, Any]]] | None = None
+    reread: Callable[[], Iterable[tuple[Place, Any, str | None]]] | None = None
     positions: Any = None
 
     def take(self, indices: Any) -> Origin:
@@ -128,20 +151,24 @@ def load_file(
     path: str | os.PathLike,
     *,
     format: str | None = None,
-    columns: Mapping[str, str] | None = None,
+    columns: Mapping[str, str | int] | None = None,
     on_error: str = "raise",
     delimiter: str | None = None,
     kind: str | None = None,
+    header: bool = True,
 ) -> Loaded:
     """Read one file (kind from its extension unless given) into a canonical table.
 
     Args:
         path: a .jsonl/.ndjson, .json, .csv/.tsv or .parquet file.
         format: the row format; detected from the columns when None.
-        columns: mapping from canonical field to source column, e.g. ``{"text": "sentence"}``.
+        columns: mapping from canonical field to source column, e.g. ``{"text": "sentence"}``; with
+            ``header=False``, to column positions, e.g. ``{"text": 0, "label": 1}``.
         on_error: ``"raise"`` stops at the first bad row; ``"skip"`` drops and counts bad rows.
         delimiter: the CSV delimiter (default: tab for .tsv, else comma).
         kind: ``jsonl``, ``json``, ``csv`` or ``parquet``, overriding the extension.
+        header: CSV/TSV only: whether the first row names the columns; False reads it as data
+            and names the columns by position ("0", "1", ...).
 
     Raises:
         DataError: naming the file, the line or row, and the field.
@@ -150,6 +177,7 @@ def load_file(
     kind = kind or SUFFIX_KINDS.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"{path}: unknown file type {path.suffix!r}; use one of {sorted(SUFFIX_KINDS)}")
+    _check_header(path, kind, header, columns)
     options = {"format": format, "columns": columns, "on_error": on_error}
     if kind == "jsonl":
         return _load(str(path), lambda: _jsonl_fast(path), lambda: _jsonl_rows(path), reread=True, **options)
@@ -157,11 +185,47 @@ def load_file(
         return _load(str(path), None, lambda: _json_rows(path), **options)
     if kind == "csv":
         sep = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
-        rows = functools.partial(_csv_rows, path, sep)
-        return _load(str(path), lambda: _csv_fast(path, sep), rows, post=_infer_ints, reread=True, **options)
+        rows = functools.partial(_csv_rows, path, sep, header)
+        try:
+            return _load(
+                str(path), lambda: _csv_fast(path, sep, header), rows, post=_infer_ints, reread=True, **options,
+            )  # fmt: skip
+        except formats.FormatNotDetected as exc:
+            if header and _looks_like_data(_csv_header(path, sep)):
+                raise DataError(
+                    f"{exc}. Its first row looks like data, not column names: if the file has no header row, "
+                    "set header: false (dataset.header=false) and give the columns by position, "
+                    "e.g. columns: {text: 0, label: 1}"
+                ) from exc
+            raise
     if kind == "parquet":
         return load_table(_parquet(path), source=str(path), **options)
     raise DataError(f"{path}: unknown file kind {kind!r}; use one of {sorted(set(SUFFIX_KINDS.values()))}")
+
+
+def _check_header(path: Path, kind: str, header: bool, columns: Mapping[str, Any] | None) -> None:
+    """Column positions go with ``header=False`` (CSV/TSV only), and names with a header row."""
+    positions = {k: v for k, v in (columns or {}).items() if isinstance(v, int) and not isinstance(v, bool)}
+    if not header and kind != "csv":
+        raise DataError(f"{path}: header: false applies to CSV/TSV files only, not to a {kind} file")
+    if header and positions:
+        raise DataError(
+            f"{path}: columns gives positions {positions}; positions need header: false "
+            "(then the first row is read as data), or name the columns as the header row does"
+        )
+    names = {k: v for k, v in (columns or {}).items() if k not in positions and not str(v).isdigit()}
+    if not header and (names or not columns):
+        raise DataError(
+            f"{path}: header: false leaves the columns without names; give each field's position, "
+            f"e.g. columns: {{text: 0, label: 1}}" + (f" (got {names})" if names else "")
+        )
+
+
+def _looks_like_data(names: list[str]) -> bool:
+    """A header cell that is a number, or holds more than three words, is more likely a row of data."""
+    import re
+
+    return any(re.fullmatch(r"[+-]?\d+(\.\d+)?", name.strip()) or len(name.split()) > 3 for name in names)
 
 
 def load_table(
@@ -185,7 +249,7 @@ def load_records(
     on_error: str = "raise",
 ) -> Loaded:
     """Check Python rows (dicts) and build a canonical table; errors name the row (1-based)."""
-    rows = ((f"{source}: row {i}", row) for i, row in enumerate(records, start=1))
+    rows = ((Place(source, row=i), row, None) for i, row in enumerate(records, start=1))
     return _load(source, None, lambda: rows, format, columns, on_error)
 
 
@@ -227,9 +291,9 @@ def check_on_error(on_error: str) -> str:
 def _load(
     source: str,
     fast: Callable[[], Any] | None,
-    rows: Callable[[], Iterable[tuple[str, Any]]],
+    rows: Callable[[], Iterable[tuple[Place, Any, str | None]]],
     format: str | None,
-    columns: Mapping[str, str] | None,
+    columns: Mapping[str, str | int] | None,
     on_error: str,
     post: Callable[[Any], Any] | None = None,
     reread: bool = False,
@@ -250,15 +314,16 @@ def _load(
         if table.num_rows == 0:
             raise DataError(f"{source}: the file holds no rows")
         formats.check_mapping(mapping, table.column_names, source)
-        table = table.rename_columns([mapping.get(name, name) for name in table.column_names])
-        fmt = format or formats.detect_format(table.column_names, source)
+        fmt, full, recognised = formats.complete_mapping(mapping, table.column_names, format, source)
+        table = table.rename_columns([full.get(name, name) for name in table.column_names])
         if formats.table_problem(table, fmt) is None:
             table = formats.canonical_table(table, fmt)
             table = post(table) if post else table
-            return Loaded(table, fmt, LoadReport(source, rows=table.num_rows), Origin(source, rows if reread else None))
+            report = LoadReport(source, rows=table.num_rows, columns=recognised)
+            return Loaded(table, fmt, report, Origin(source, rows if reread else None))
     builder = _Builder(source, format, mapping, on_error)
-    for where, item in rows():
-        builder.add(where, item)
+    for place, item, raw in rows():
+        builder.add(place, item, raw)
     loaded = builder.finish()
     if post:
         loaded.table = post(loaded.table)
@@ -272,11 +337,11 @@ class _Builder:
     def __init__(self, source: str, fmt: str | None, mapping: dict[str, str], on_error: str):
         self.source, self.fmt, self.mapping, self.on_error = source, fmt, mapping, on_error
         self.report = LoadReport(source)
-        self._pending: list[tuple[str, Any]] = []
+        self._pending: list[tuple[Place, Any, str | None]] = []
         self._tables: list[Any] = []
-        self._label_type: list = []
+        self._seen: dict[str, Any] = {}
         self._mapping_checked = False
-        self._seen = 0  # rows read so far, good or bad
+        self._read = 0  # rows read so far, good or bad
         self._kept: list[int] = []  # the position among the source's rows of each good row
 
     def positions(self) -> Any:
@@ -284,8 +349,8 @@ class _Builder:
 
         return np.asarray(self._kept, dtype=np.int64)
 
-    def add(self, where: str, item: Any) -> None:
-        self._pending.append((where, item))
+    def add(self, place: Place, item: Any, raw: str | None = None) -> None:
+        self._pending.append((place, item, raw))
         if len(self._pending) >= CHUNK_ROWS:
             self._flush()
 
@@ -300,43 +365,51 @@ class _Builder:
         try:
             table = pa.concat_tables(self._tables, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise DataError(f"{self.source}: a column holds different types in different rows ({exc})") from None
+            raise DataError(f"{self.source}: a column holds different types in different rows ({exc})") from exc
         table = formats.canonical_table(table, self.fmt)
         self.report.rows = table.num_rows
         return Loaded(table, self.fmt, self.report)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        self._start([row for _, row in pending if isinstance(row, dict)])
+        self._start([row for _, row, _ in pending if isinstance(row, dict)])
         good, first = [], None
-        for position, (where, row) in enumerate(pending, start=self._seen):
+        for position, (place, row, raw) in enumerate(pending, start=self._read):
             try:
                 if isinstance(row, RowProblem):
                     raise row
                 if self.fmt is None:  # nothing detectable yet: only non-objects so far
                     raise RowProblem("not_object", f"expected a JSON object, got {formats._type_name(row)}")
-                good.append(formats.check_row(_rename(row, self.mapping), self.fmt, self._label_type))
+                good.append(formats.check_row(_rename(row, self.mapping), self.fmt, self._seen))
                 self._kept.append(position)
-                first = first or where
+                first = first or place
             except RowProblem as problem:
-                self._problem(where, problem)
-        self._seen += len(pending)
+                self._problem(place, problem, raw if raw is not None else _raw(row))
+        self._read += len(pending)
         if good:
             self._tables.append(_rows_to_table(good, self.source, first))
 
     def _start(self, rows: list[dict]) -> None:
-        """On the first chunk with objects: check the mapping and detect the format."""
+        """On the first chunk with objects: check the mapping, recognise columns, detect the format."""
         if self._mapping_checked or not rows:
             return
         keys = list(dict.fromkeys(key for row in rows for key in row))
         formats.check_mapping(self.mapping, keys, self.source)
-        self.fmt = self.fmt or formats.detect_format([self.mapping.get(k, k) for k in keys], self.source)
+        completed = formats.complete_mapping(self.mapping, keys, self.fmt, self.source)
+        self.fmt, self.mapping, self.report.columns = completed
         self._mapping_checked = True
 
-    def _problem(self, where: str, problem: RowProblem) -> None:
+    def _problem(self, place: Place, problem: RowProblem, raw: str | None) -> None:
         if self.on_error == "raise":
-            raise DataError(f"{where}: {problem.message}")
-        self.report.skip(problem.reason, f"{where}: {problem.message}")
+            raise DataError(f"{place}: {problem.message}")
+        self.report.skip(problem.reason, place, problem.message, raw)
+
+
+def _raw(row: Any) -> str | None:
+    """A skipped row as text, for rows that came parsed (JSON arrays, records, tables)."""
+    if isinstance(row, RowProblem):
+        return None
+    return json.dumps(row, ensure_ascii=False, default=str)
 
 
 def _rename(row: Any, mapping: dict[str, str]) -> Any:
@@ -353,7 +426,7 @@ def _rows_to_table(rows: list[dict], source: str, first: str | None) -> Any:
         try:
             arrays[key] = pa.array([row.get(key) for row in rows])
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-            raise DataError(f"{source}: column {key!r} (in the rows from {first} on) cannot be stored: {exc}") from None
+            raise DataError(f"{source}: column {key!r} (in the rows from {first} on) cannot be stored: {exc}") from exc
     return pa.table(arrays)
 
 
@@ -379,48 +452,47 @@ def _jsonl_fast(path: Path) -> Any:
     return table
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    """(``file:line``, parsed object or RowProblem) per non-blank line, streamed."""
+def _jsonl_rows(path: Path) -> Iterator[tuple[Place, Any, str]]:
+    """(place, parsed object or RowProblem, the line as read) per non-blank line, streamed."""
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            where = f"{path}:{lineno}"
+            where = Place(str(path), line=lineno)
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                yield (
-                    where,
-                    RowProblem("undecodable", f"bytes that are not UTF-8 at column {exc.start + 1} ({exc.reason})"),
-                )
+                message = f"bytes that are not UTF-8 at column {exc.start + 1} ({exc.reason})"
+                yield where, RowProblem("undecodable", message), raw.decode("utf-8", "replace").rstrip("\r\n")
                 continue
             if not line.strip():
                 continue
             try:
-                yield where, json.loads(line)
+                yield where, json.loads(line), line.rstrip("\r\n")
             except json.JSONDecodeError as exc:
-                yield where, RowProblem("not_json", f"not valid JSON ({exc.msg}, column {exc.colno})")
+                problem = RowProblem("not_json", f"not valid JSON ({exc.msg}, column {exc.colno})")
+                yield where, problem, line.rstrip("\r\n")
 
 
-def _json_rows(path: Path) -> Iterator[tuple[str, Any]]:
+def _json_rows(path: Path) -> Iterator[tuple[Place, Any, None]]:
     """Rows of a JSON document: an array of objects, or an object whose ``data`` is one."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: bytes that are not UTF-8 ({exc.reason})") from None
+        raise DataError(f"{path}:{line}: bytes that are not UTF-8 ({exc.reason})") from exc
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from exc
     if isinstance(document, dict) and isinstance(document.get("data"), list):
         document = document["data"]
     if not isinstance(document, list):
         raise DataError(f"{path}: expected a JSON array of rows, or an object with a 'data' array")
     del raw, text
     for i, row in enumerate(document, start=1):
-        yield f"{path}: row {i}", row
+        yield Place(str(path), row=i), row, None
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
@@ -428,18 +500,24 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
         return next(csv.reader(fh, delimiter=delimiter), [])
 
 
-def _csv_fast(path: Path, delimiter: str) -> Any:
+def _positions(n: int) -> list[str]:
+    """Column names of a headerless file: the positions, as `columns: {text: 0}` refers to them."""
+    return [str(i) for i in range(n)]
+
+
+def _csv_fast(path: Path, delimiter: str, header: bool = True) -> Any:
     """Every column as strings (empty cells as null); `_infer_ints` turns int-only columns back into ints."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    header = _csv_header(path, delimiter)
+    names = _csv_header(path, delimiter)
+    names = names if header else _positions(len(names))
     return pcsv.read_csv(
         path,
-        read_options=pcsv.ReadOptions(block_size=_JSON_BLOCK_BYTES),
+        read_options=pcsv.ReadOptions(block_size=_JSON_BLOCK_BYTES, column_names=None if header else names),
         parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         convert_options=pcsv.ConvertOptions(
-            column_types={name: pa.string() for name in header},
+            column_types={name: pa.string() for name in names},
             strings_can_be_null=True,
             null_values=[""],
             quoted_strings_can_be_null=False,
@@ -447,27 +525,37 @@ def _csv_fast(path: Path, delimiter: str) -> Any:
     )
 
 
-def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[str, Any]]:
-    """(``file:line``, row dict or RowProblem) per CSV record, streamed."""
-    problems: list[tuple[str, RowProblem]] = []
+def _csv_rows(path: Path, delimiter: str, header: bool = True) -> Iterator[tuple[Place, Any, str]]:
+    """(place, row dict or RowProblem, the record as read) per CSV record, streamed."""
+    problems: list[tuple[Place, RowProblem, str]] = []
     with path.open("rb") as fh:
         reader = csv.reader(_decoded_lines(fh, path, problems), delimiter=delimiter)
-        header = next(reader, None)
+        first = next(reader, None)
         yield from problems
         problems.clear()
-        if not header:
-            raise DataError(f"{path}: no header row")
-        for record in reader:
+        if not first:
+            raise DataError(f"{path}: no header row" if header else f"{path}: the file holds no rows")
+        names = first if header else _positions(len(first))
+        records = reader if header else _chain_first(first, reader)
+        for record in records:
             yield from problems
             problems.clear()
-            where = f"{path}:{reader.line_num}"
+            where = Place(str(path), line=reader.line_num)
             if not record:
                 continue
-            if len(record) != len(header):
-                yield where, RowProblem("wrong_columns", f"expected {len(header)} fields {header}, got {len(record)}")
+            raw = delimiter.join(record)
+            if len(record) != len(names):
+                what = f"{len(names)} fields {names}" if header else f"{len(names)} fields, as the first row has"
+                yield where, RowProblem("wrong_columns", f"expected {what}, got {len(record)}"), raw
                 continue
-            yield where, {name: (value if value != "" else None) for name, value in zip(header, record, strict=True)}
+            row = {name: (value if value != "" else None) for name, value in zip(names, record, strict=True)}
+            yield where, row, raw
         yield from problems
+
+
+def _chain_first(first: list[str], reader: Any) -> Iterator[list[str]]:
+    yield first
+    yield from reader
 
 
 def _decoded_lines(fh: Any, path: Path, problems: list) -> Iterator[str]:
@@ -476,7 +564,8 @@ def _decoded_lines(fh: Any, path: Path, problems: list) -> Iterator[str]:
         try:
             yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
         except UnicodeDecodeError as exc:
-            problems.append((f"{path}:{lineno}", RowProblem("undecodable", f"bytes that are not UTF-8 ({exc.reason})")))
+            problem = RowProblem("undecodable", f"bytes that are not UTF-8 ({exc.reason})")
+            problems.append((Place(str(path), line=lineno), problem, raw.decode("utf-8", "replace").rstrip("\r\n")))
 
 
 def _infer_ints(table: Any) -> Any:
@@ -503,16 +592,16 @@ def _parquet(path: Path) -> Any:
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
-def _table_rows(table: Any, source: str) -> Iterator[tuple[str, Any]]:
+def _table_rows(table: Any, source: str) -> Iterator[tuple[Place, Any, None]]:
     """Rows of an Arrow table as Python dicts, one batch at a time."""
     row = 0
     for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
         for values in batch.to_pylist():
             row += 1
-            yield f"{source}: row {row}", values
+            yield Place(source, row=row), values, None
 
 
 def load_hf(path: str | os.PathLike, *, config_name: str | None = None, revision: str | None = None) -> dict[str, Any]:
@@ -528,14 +617,14 @@ def load_hf(path: str | os.PathLike, *, config_name: str | None = None, revision
         try:
             loaded = datasets.load_from_disk(str(local))
         except (FileNotFoundError, ValueError) as exc:
-            raise DataError(f"{local}: not a dataset saved with datasets' save_to_disk ({exc})") from None
+            raise DataError(f"{local}: not a dataset saved with datasets' save_to_disk ({exc})") from exc
     else:
         try:
             loaded = datasets.load_dataset(str(path), name=config_name, revision=revision)
         except Exception as exc:  # the hub raises many types; all mean "could not get it"
             raise DataError(
                 f"{path}: no such local path, and loading it from the Hugging Face Hub failed: {exc}"
-            ) from None
+            ) from exc
     if isinstance(loaded, datasets.Dataset):
         return {"train": hf_table(loaded)}
     return {name: hf_table(part) for name, part in loaded.items()}

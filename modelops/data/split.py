@@ -17,11 +17,12 @@ import numpy as np
 from modelops.errors import DataError
 
 
-def split_sizes(n: int, sizes: Mapping[str, float | int], source: str = "train") -> dict[str, int]:
-    """Row counts per named split; what is left over stays in `source`.
+def split_sizes(n: int, sizes: Mapping[str, float | int], where: str = "'train'") -> dict[str, int]:
+    """Row counts per named split; what is left over stays in the source split (`where` names it).
 
     Raises:
-        DataError: a size that is negative, a fraction outside [0, 1), or splits that take every row.
+        DataError: a size that is negative, a fraction outside [0, 1), a split that would get no
+            rows (a fraction of too few rows), or splits that take every row.
     """
     counts: dict[str, int] = {}
     for name, size in sizes.items():
@@ -30,13 +31,25 @@ def split_sizes(n: int, sizes: Mapping[str, float | int], source: str = "train")
         if isinstance(size, float) and size >= 1:
             raise DataError(f"split: {name}={size!r}; a fraction must be below 1 (use an int for a row count)")
         counts[name] = round(size * n) if isinstance(size, float) else int(size)
+    asked = ", ".join(f"{name}={size!r}" for name, size in sizes.items())
+    empty = [name for name, count in counts.items() if count == 0 and sizes[name]]
+    if empty:
+        raise DataError(
+            f"split: {asked} of the {n} row(s) of {where} leaves {empty} with no rows; "
+            "give more rows, larger fractions, or row counts (e.g. validation=1)"
+        )
     if sum(counts.values()) >= n:
-        raise DataError(f"split: {counts} takes all {n} rows and leaves none for {source!r}")
+        raise DataError(f"split: {asked} of the {n} row(s) of {where} takes {counts} and leaves none for {where}")
     return counts
 
 
 def split_indices(
-    n: int, sizes: Mapping[str, float | int], seed: int = 0, groups: Any = None, source: str = "train"
+    n: int,
+    sizes: Mapping[str, float | int],
+    seed: int = 0,
+    groups: Any = None,
+    source: str = "train",
+    where: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Sorted row indices for `source` and every named split.
 
@@ -46,8 +59,9 @@ def split_indices(
         seed: the seed of the shuffle; the same seed gives the same split.
         groups: optional integer class id per row (numpy array); stratifies when given.
         source: the name of the split that keeps the remaining rows.
+        where: how errors name the source (default its name), e.g. ``'train' (data/train.jsonl)``.
     """
-    counts = split_sizes(n, sizes, source)
+    counts = split_sizes(n, sizes, where or repr(source))
     rng = np.random.default_rng(seed)
     if groups is None:
         order = rng.permutation(n)

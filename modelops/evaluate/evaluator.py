@@ -11,7 +11,9 @@ What is computed depends on the metrics asked for (see `modelops.evaluate.metric
   `modelops.evaluate.perplexity` for the sliding window);
 - generative metrics (exact_match) with a causal LM on completion, instruction and chat rows: greedy
   generation from the prompt given by `modelops.models.templates.prompt_and_reference`, compared with its
-  reference (see `modelops.evaluate.generation`).
+  reference (see `modelops.evaluate.generation`);
+- preference metrics (preference_accuracy, reward_accuracy, reward_margin) with a causal LM on preference
+  pairs, the rewards against a reference model (see `modelops.evaluate.preference`).
 
 The same call serves periodic validation inside a training loop: pass the live ``(model, tokenizer)``; it is
 scored in eval mode under ``torch.inference_mode`` and its training mode is restored afterwards.
@@ -22,22 +24,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from modelops.config.options import group_defaults
 from modelops.errors import EvaluationError
 from modelops.evaluate.results import EvalResults
 
 #: Metrics used when none are given, by data format.
 DEFAULT_METRICS = {
-    "classification": ["accuracy", "f1"],
+    "classification": ["accuracy", "f1", "precision", "recall", "confusion_matrix"],
     "text": ["loss", "perplexity", "bits_per_byte"],
     "completion": ["exact_match"],
     "instruction": ["exact_match"],
     "chat": ["exact_match"],
+    "preference": ["preference_accuracy", "reward_accuracy", "reward_margin"],
 }
 GENERATIVE_FORMATS = ("completion", "instruction", "chat")
 
+# The argument defaults are written once, in conf/evaluator/default.yaml, so Evaluator() scores as the CLI does.
+_DEFAULTS = group_defaults("evaluator")
+
 
 class Evaluator:
-    """Compute metrics for a model on a dataset split.
+    """Compute metrics for a model on a dataset split. Argument defaults come from `conf/evaluator/default.yaml`.
 
     Args:
         metrics: metric names (see `modelops.evaluate.metrics.known_metrics()`), dotted names or
@@ -56,23 +63,26 @@ class Evaluator:
             ``[whitespace]``: strip, and runs of whitespace count as one space).
         prompt_template: how a causal LM is prompted for a classification row; ``{text}`` is the row's text.
         choice_template: the verbalisation of each label scored after the prompt; ``{label}`` is its name.
+        reference: the reference model of the reward metrics on preference data (any model reference); None: the
+            model's own base (see `modelops.evaluate.preference`).
         device: where to run a model the Evaluator loads (default ``cuda`` when available, else ``cpu``); a
             ``(model, tokenizer)`` pair stays where it is.
     """
 
     def __init__(
         self,
-        metrics: list | None = None,
-        batch_size: int = 32,
-        average: str = "macro",
-        split: str | None = None,
-        seed: int = 0,
-        max_length: int | None = None,
-        stride: int | None = None,
-        max_new_tokens: int = 32,
-        normalize: Sequence[str] = ("whitespace",),
-        prompt_template: str = "{text}\nLabel:",
-        choice_template: str = " {label}",
+        metrics: list | None = _DEFAULTS["metrics"],
+        batch_size: int = _DEFAULTS["batch_size"],
+        average: str = _DEFAULTS["average"],
+        split: str | None = _DEFAULTS["split"],
+        seed: int = _DEFAULTS["seed"],
+        max_length: int | None = _DEFAULTS["max_length"],
+        stride: int | None = _DEFAULTS["stride"],
+        max_new_tokens: int = _DEFAULTS["max_new_tokens"],
+        normalize: Sequence[str] = tuple(_DEFAULTS["normalize"]),
+        prompt_template: str = _DEFAULTS["prompt_template"],
+        choice_template: str = _DEFAULTS["choice_template"],
+        reference: Any = _DEFAULTS["reference"],
         device: str | None = None,
     ):
         if batch_size < 1:
@@ -83,9 +93,10 @@ class Evaluator:
             from modelops.evaluate.metrics import resolve_metrics
 
             try:
-                resolve_metrics(metrics)  # an unknown metric fails now, not after training
+                # An unknown metric fails now, not after training; resolved here, inside the config's trust.
+                metrics = resolve_metrics(metrics)
             except EvaluationError as exc:
-                raise EvaluationError(f"evaluator.metrics: {exc}") from None
+                raise EvaluationError(f"evaluator.metrics: {exc}") from exc
         self.metrics = list(metrics) if metrics is not None else None
         self.batch_size = batch_size
         self.average = average
@@ -97,6 +108,7 @@ class Evaluator:
         self.normalize = list(normalize)
         self.prompt_template = prompt_template
         self.choice_template = choice_template
+        self.reference = reference
         self.device = device
 
     def evaluate(self, model: Any, dataset, metrics: list | None = None, split: str | None = None) -> EvalResults:
@@ -141,6 +153,9 @@ class Evaluator:
     def _compute(self, chosen, loaded, dataset, table, split: str) -> tuple[dict[str, Any], list[dict]]:
         values: dict[str, Any] = {}
         predictions: list[dict] = []
+        preference = [m.name for m in chosen if m.kind == "preference"]
+        if preference:
+            return self._preference(preference, loaded, dataset, table)
         predictive = [m for m in chosen if m.kind in ("classification", "generative", "custom")]
         if predictive and dataset.format == "classification":
             values, predictions = self._classification(predictive, loaded, dataset, table, split)
@@ -191,7 +206,7 @@ class Evaluator:
         except (KeyError, IndexError) as exc:
             raise EvaluationError(
                 f"evaluator.prompt_template/choice_template: unknown field {exc}; use {{text}} and {{label}}"
-            ) from None
+            ) from exc
         max_length = self.max_length or _context_length(loaded.model)
         return choice_loglikelihoods(loaded.model, loaded.tokenizer, prompts, choices, self.batch_size, max_length)
 
@@ -219,6 +234,37 @@ class Evaluator:
             for p, r, o in zip(prompts, references, outputs, strict=True)
         ]  # fmt: skip
         return values, rows
+
+    # -- preference pairs ---------------------------------------------------------------------
+
+    def _preference(self, names: list[str], loaded, dataset, table):
+        from modelops.evaluate import preference as pref
+
+        max_length = self.max_length or _context_length(loaded.model)
+        policy = pref.pair_logps(loaded.model, loaded.tokenizer, table, self.batch_size, max_length)
+        reference = None
+        if pref.needs_reference(names):
+            reference = self._reference_logps(loaded, dataset, table, max_length)
+        values = pref.preference_values(names, policy, reference)
+        return values, pref.prediction_rows(table, policy, reference)
+
+    def _reference_logps(self, loaded, dataset, table, max_length: int):
+        """Score with the reference: `reference`, the adapter disabled, the recorded base, or the model itself."""
+        from modelops.evaluate import preference as pref
+        from modelops.evaluate.batching import inference
+        from modelops.evaluate.models import load_for_evaluation
+
+        ref = self.reference or pref.recorded_base(loaded.name)
+        if ref is None and hasattr(loaded.model, "disable_adapter"):
+            with loaded.model.disable_adapter():
+                return pref.pair_logps(loaded.model, loaded.tokenizer, table, self.batch_size, max_length)
+        if ref is None:
+            return pref.pair_logps(loaded.model, loaded.tokenizer, table, self.batch_size, max_length)
+        base = load_for_evaluation(ref, dataset.format, dataset.labels, self.seed)
+        base.model.to(next(loaded.model.parameters()).device)
+        with inference(base.model):
+            # Scored with the evaluated model's tokenizer: both sides must see the same token ids.
+            return pref.pair_logps(base.model, loaded.tokenizer, table, self.batch_size, max_length)
 
     # -- language modelling -------------------------------------------------------------------
 
@@ -253,13 +299,18 @@ def _check_format(chosen, data_format: str) -> None:
                 f"metric {metric.name!r} needs prompt/answer data ({', '.join(GENERATIVE_FORMATS)}); "
                 f"this dataset's format is {data_format!r}"
             )
+        if (metric.kind == "preference") != (data_format == "preference"):
+            raise EvaluationError(
+                f"metric {metric.name!r}: preference metrics score preference data (prompt, chosen, rejected), "
+                f"other metrics other data; this dataset's format is {data_format!r}"
+            )
         if metric.kind == "custom" and data_format == "text":
             raise EvaluationError(f"metric {metric.name!r}: text data has no predictions to score a custom metric on")
 
 
 def _check_task(chosen, loaded) -> None:
     """Refuse LM and generative metrics for a sequence classifier."""
-    needs_lm = [m.name for m in chosen if m.kind in ("language_model", "generative")]
+    needs_lm = [m.name for m in chosen if m.kind in ("language_model", "generative", "preference")]
     if needs_lm and loaded.task != "causal_lm":
         raise EvaluationError(
             f"metric(s) {needs_lm} need a causal language model; {loaded.name!r} is a sequence classifier "

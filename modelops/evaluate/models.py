@@ -8,7 +8,7 @@ Accepted, tried in this order:
 3. a plain PEFT adapter directory (``adapter_config.json``: its ``task_type`` gives the task);
 4. a saved transformers model directory (``config.json``);
 5. a ``conf/model`` option name (``tiny_llama``): its ``ModelSpec`` gives the task, its adapter is left off;
-6. a built-in alias (``minilm``, ``tiny-llama``) or a hub id.
+6. a built-in alias (``minilm``, ``tiny-llama``), a registered model (``NAME``, ``NAME@alias``, ``NAME/3``) or a hub id.
 
 For 4 and 6 the task comes from the model config's ``architectures`` (``*ForCausalLM``/``*LMHeadModel`` ->
 ``causal_lm``, ``*ForSequenceClassification`` -> ``seq_cls``); for other architectures (a bare encoder such as
@@ -72,14 +72,16 @@ def load_for_evaluation(ref: Any, data_format: str, labels: list[str] | None, se
         from modelops.models.resolve import resolve_name_or_path
 
         source = resolve_name_or_path(text)
+        if Path(source).is_dir():  # a registered model resolves to its model directory
+            return _from_directory(Path(source), text, data_format, labels, seed)
         return _from_base(source, text, data_format, labels, seed)
     except ModelopsError as exc:
         tried = (
             "a (model, tokenizer) pair, a modelops model or run directory (modelops.json, model/modelops.json), "
             "a PEFT adapter directory, a transformers model directory, a conf/model option, "
-            "a built-in alias (minilm, tiny-llama, tiny-gpt2), a hub id"
+            "a built-in alias (minilm, tiny-llama, tiny-gpt2), a registered model (NAME, NAME@alias, NAME/3), a hub id"
         )
-        raise ModelError(f"Evaluator: cannot load model {text!r}: {exc}. Accepted: {tried}") from None
+        raise ModelError(f"Evaluator: cannot load model {text!r}: {exc}. Accepted: {tried}") from exc
 
 
 def task_of_model(model) -> str:
@@ -129,24 +131,19 @@ def _from_adapter(path: Path, name: str) -> LoadedModel:
         with quiet_peft():
             model = auto.from_pretrained(str(path), use_safetensors=True)
     except OSError as exc:
-        raise ModelError(f"adapter {path}: cannot load it or its base model ({exc})") from None
+        raise ModelError(f"adapter {path}: cannot load it or its base model ({exc})") from exc
     return LoadedModel(model.eval(), load_tokenizer(str(path)), task, name, _model_labels(model, task))
 
 
 def _conf_option(ref: str):
     """The `ModelSpec` of conf/model/<ref>.yaml, or None when there is no such option."""
-    from modelops.config.paths import conf_dir
+    from modelops.config.build import instantiate
+    from modelops.models.resolve import model_option
 
-    if "/" in ref or not (conf_dir() / "model" / f"{ref}.yaml").is_file():
+    node = model_option(ref)  # an option with a `???` (hf) raises ConfigError naming the key
+    if node is None:
         return None
-    from modelops.config.build import model_spec
-
-    try:
-        return model_spec(ref)
-    except ModelopsError:
-        raise
-    except Exception as exc:  # e.g. a `???` the option leaves to the user
-        raise ModelError(f"conf/model/{ref}.yaml does not give a loadable model ({exc})") from None
+    return instantiate(node, "model")
 
 
 def _from_base(source: str, name: str, data_format: str, labels, seed: int) -> LoadedModel:

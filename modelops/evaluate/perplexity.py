@@ -6,8 +6,7 @@ import math
 from typing import Any
 
 from modelops.errors import EvaluationError
-
-_IGNORE = -100  # the label PyTorch's cross_entropy skips
+from modelops.models.labels import IGNORE_INDEX as _IGNORE
 
 
 def language_model_scores(

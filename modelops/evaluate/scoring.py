@@ -16,8 +16,7 @@ import numpy as np
 
 from modelops.errors import EvaluationError
 from modelops.evaluate.batching import attention_mask, model_device, pad, sorted_batches
-
-_IGNORE = -100
+from modelops.models.labels import IGNORE_INDEX as _IGNORE
 
 
 def classifier_logits(model, tokenizer, texts: Sequence[str], batch_size: int, max_length: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from modelops.errors import ModelError
+from modelops.errors import ConfigError, ModelError
 from modelops.models.resolve import resolve_name_or_path
 from modelops.models.spec import ModelSpec
 
@@ -24,7 +24,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as exc:
-        raise ModelError(f"model {name_or_path!r}: cannot load a tokenizer from {source} ({exc})") from None
+        raise ModelError(f"model {name_or_path!r}: cannot load a tokenizer from {source} ({exc})") from exc
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -47,6 +47,8 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | Non
     if seed is not None:
         torch.manual_seed(seed)
     source = resolve_name_or_path(spec.name_or_path)
+    if trained_adapter_info(source) is not None:
+        return _continue_adapter(spec, source, labels, seed)
     # Weights load from safetensors only: a pickled checkpoint could run code.
     kwargs: dict[str, Any] = {
         "dtype": getattr(torch, spec.dtype), "trust_remote_code": spec.trust_remote_code, "use_safetensors": True,
@@ -59,14 +61,25 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | Non
             "id2label": dict(enumerate(labels)),
             "label2id": {name: i for i, name in enumerate(labels)},
         }
+    if spec.quantization:
+        kwargs |= _quantization(spec.quantization)
     auto = getattr(transformers, _AUTO_CLASSES[spec.task])
     _refuse_pickled_weights(spec.name_or_path, source)
     try:
         model = auto.from_pretrained(source, **kwargs)
     except OSError as exc:
-        raise ModelError(f"model {spec.name_or_path!r}: cannot load from {source} ({exc})") from None
-    if spec.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        raise ModelError(f"model {spec.name_or_path!r}: cannot load from {source} ({exc})") from exc
+    # Non-reentrant checkpointing gives gradients to adapters whose frozen base inputs need none.
+    checkpointing = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    if spec.quantization:
+        from peft import prepare_model_for_kbit_training
+
+        # Norms in fp32, inputs requiring grad, and checkpointing if asked: what a 4-bit base needs to train.
+        model = prepare_model_for_kbit_training(model, spec.gradient_checkpointing, **checkpointing)
+    elif spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable(**checkpointing)
+        if spec.peft is not None:
+            model.enable_input_require_grads()  # a frozen embedding would cut the checkpointed graph
     if spec.peft is not None:
         from peft import get_peft_model
 
@@ -84,6 +97,82 @@ def quiet_peft() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         yield
+
+
+def _quantization(kind: str) -> dict[str, Any]:
+    """from_pretrained arguments for a 4-bit NF4 base (QLoRA), on this process's GPU."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"model.quantization={kind}: bitsandbytes 4-bit weights need a CUDA GPU; set model.quantization=null"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"model.quantization={kind}: needs the bitsandbytes package (pip install 'modelops[gpu]')")
+    from accelerate import PartialState
+    from transformers import BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=kind, bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )  # fmt: skip
+    # A quantised model is loaded onto its GPU (it cannot be moved later): each process its own.
+    return {"quantization_config": config, "device_map": {"": PartialState().local_process_index}}
+
+
+def apply_liger(model) -> None:
+    """Swap transformers' RMSNorm, RoPE and MLP activations of `model` for Liger's Triton kernels, in place.
+
+    Liger's fused linear cross-entropy stays off: it replaces the model's forward to compute the loss
+    itself, and the loop computes its loss from the logits (summed over each step's targets).
+
+    Raises:
+        ConfigError: no CUDA GPU, or the `liger-kernel` package is not installed.
+    """
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("trainer.liger=true: Liger kernels need a CUDA GPU; set trainer.liger=false")
+    if importlib.util.find_spec("liger_kernel") is None:
+        raise ConfigError("trainer.liger=true: needs the liger-kernel package (pip install 'modelops[gpu]')")
+    from transformers.integrations.liger import apply_liger_kernel
+
+    apply_liger_kernel(model, {"fused_linear_cross_entropy": False, "cross_entropy": False})
+
+
+def trained_adapter_info(source: str | Path) -> dict[str, Any] | None:
+    """The `modelops.json` of a model directory holding an adapter trained by modelops, else None."""
+    info_path = Path(source) / "modelops.json"
+    if not info_path.is_file() or not (Path(source) / "adapter_config.json").is_file():
+        return None
+    return json.loads(info_path.read_text())
+
+
+def base_model_ref(ref: str) -> str:
+    """The model `ref`'s weights sit on: for an adapter trained by modelops, its base model; else `ref`."""
+    info = trained_adapter_info(resolve_name_or_path(ref))
+    return ref if info is None else info["base_model"]
+
+
+def _continue_adapter(spec: ModelSpec, source: str, labels: list[str] | None, seed: int | None):
+    """A trained adapter on its base model, trainable again: training continues from it (its own LoRA config)."""
+    from peft import PeftModel
+
+    info = trained_adapter_info(source)
+    if labels and info.get("labels") and list(labels) != list(info["labels"]):
+        raise ModelError(f"model {spec.name_or_path!r}: trained with labels {info['labels']}, the data has {labels}")
+    if spec.peft is not None:
+        warnings.warn(f"model.peft is not applied: {spec.name_or_path!r} is a trained adapter, and training "
+                      "continues that adapter", stacklevel=3)  # fmt: skip
+    base_spec = ModelSpec(name_or_path=info["base_model"], task=info["task"], max_length=spec.max_length,
+                          dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)  # fmt: skip
+    base = load_model(base_spec, labels=info.get("labels") or labels, seed=seed)
+    with quiet_peft():
+        return PeftModel.from_pretrained(base, source, is_trainable=True)
 
 
 def _refuse_pickled_weights(ref: str, source: str) -> None:

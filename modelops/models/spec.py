@@ -23,7 +23,9 @@ class ModelSpec:
         dtype: `float32`, `bfloat16` or `float16` for the weights.
         attn_implementation: passed to transformers (`sdpa`, `eager`, ...); null for its default.
         trust_remote_code: allow code shipped with a hub model to run (off unless set).
-        gradient_checkpointing: trade compute for activation memory.
+        gradient_checkpointing: trade compute for activation memory (non-reentrant, so LoRA works).
+        quantization: `nf4` loads the base in 4-bit NormalFloat with bf16 compute (QLoRA: needs
+            `peft`, a CUDA GPU and bitsandbytes); null keeps `dtype`.
     """
 
     name_or_path: str = "minilm"
@@ -34,6 +36,7 @@ class ModelSpec:
     attn_implementation: str | None = None
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
+    quantization: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -42,6 +45,10 @@ class ModelSpec:
             raise ConfigError(f"model.max_length: must be >= 1, got {self.max_length}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"model.dtype: {self.dtype!r} is not one of ['float32', 'bfloat16', 'float16']")
+        if self.quantization not in (None, "nf4"):
+            raise ConfigError(f"model.quantization: {self.quantization!r} is not one of [null, 'nf4']")
+        if self.quantization and self.peft is None:
+            raise ConfigError("model.quantization: a 4-bit base trains only through an adapter; set model.peft")
         rank = getattr(self.peft, "r", None)
         if rank is not None and rank < 1:
             raise ConfigError(f"model.peft.r: LoRA rank must be >= 1, got {rank}")

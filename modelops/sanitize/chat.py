@@ -6,17 +6,19 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import StepContext, flags, map_step
+from modelops.sanitize.step import SanitizeStep, StepContext, flags, map_step
 
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 
 
 @dataclass
-class ChatStructure:
+class ChatStructure(SanitizeStep):
     """Reject chat rows whose messages break the structure, with one reason per rule (first failing wins).
 
     - ``chat:bad_role=<role>``: a role outside `roles` (missing roles read as ``None``);
     - ``chat:no_assistant``: no assistant message with non-blank content;
+    - ``chat:ends_with=<role>``: the last message is not the assistant's (a user turn left
+      unanswered, or a tool result with no answer after it): nothing after it can be trained;
     - ``chat:not_alternating``: after leading system messages, turns must go user, assistant,
       user, ... A tool message answers the assistant's call, so a run of assistant and tool
       messages is one assistant turn; a system message after the start breaks the order.
@@ -24,16 +26,19 @@ class ChatStructure:
     Args:
         roles: the valid roles (a subset of system, user, assistant, tool).
         require_assistant: apply the ``no_assistant`` rule.
+        require_assistant_last: apply the ``ends_with`` rule.
         require_alternation: apply the ``not_alternating`` rule.
     """
 
     roles: list[str] | None = None
     require_assistant: bool = True
+    require_assistant_last: bool = True
     require_alternation: bool = True
-    name: str = "chat_structure"
+    name: ClassVar[str] = "chat_structure"
     formats: ClassVar[tuple[str, ...]] = ("chat",)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.roles = list(ROLES) if self.roles is None else list(self.roles)
         unknown = sorted(set(self.roles) - set(ROLES))
         if unknown or not self.roles:
@@ -49,6 +54,8 @@ class ChatStructure:
             m["role"] == "assistant" and (m.get("content") or "").strip() for m in messages
         ):
             return "chat:no_assistant"
+        if self.require_assistant_last and messages and messages[-1]["role"] != "assistant":
+            return f"chat:ends_with={messages[-1]['role']}"
         if self.require_alternation and not _alternates([m["role"] for m in messages]):
             return "chat:not_alternating"
         return ""

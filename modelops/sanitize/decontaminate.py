@@ -9,7 +9,7 @@ import numpy as np
 
 from modelops.errors import ConfigError
 from modelops.sanitize.near_dedup import ngram_hashes, word_tokens
-from modelops.sanitize.step import StepContext, flags, map_step, mark, row_texts
+from modelops.sanitize.step import SanitizeStep, StepContext, flags, map_step, mark, row_texts
 
 _REASON_CHARS = 80  # the shared n-gram shown in REASON is cut to this many characters
 
@@ -55,7 +55,7 @@ def _reason(ngram: str | None) -> str:
 
 
 @dataclass
-class Decontaminate:
+class Decontaminate(SanitizeStep):
     """Drop training rows that share any word n-gram with the evaluation texts (``ctx.eval_texts``).
 
     Words are lowercase with punctuation removed, split on whitespace, so ``"Don't stop."`` and
@@ -73,10 +73,11 @@ class Decontaminate:
 
     ngram: int = 13
     min_words: int = 0
-    name: str = "decontaminate"
+    name: ClassVar[str] = "decontaminate"
     uses_eval_texts: ClassVar[bool] = True  # the sanitizer collects the evaluation splits' texts only then
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.ngram, int) or self.ngram < 1:
             raise ConfigError(f"{self.name}.ngram: must be an integer of at least 1 word, got {self.ngram!r}")
         if not isinstance(self.min_words, int) or self.min_words < 0:

@@ -8,17 +8,25 @@ key arrays, so no per-row Python object outlives the pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import xxhash
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import StepContext, map_batches, mark, present_fields, row_texts
+from modelops.sanitize.step import SanitizeStep, StepContext, map_batches, mark, present_fields, row_texts
 
 # The column that is the answer for the row's input: same input, different answer = a conflict.
 _TARGETS = {"classification": "label", "completion": "completion", "instruction": "output"}
 _ON_CONFLICT = ("keep", "drop", "report")
 _FULL, _INPUT = "__full_key", "__input_key"
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+_FIELD = "\x00"  # between the fields of a pair's key: not whitespace, so normalising keeps it
+#: Formats whose rows can conflict, and the reason a conflicting row is dropped with.
+_CONFLICTS = {
+    **{fmt: "conflict:same_input_different_answer" for fmt in _TARGETS},
+    "preference": "conflict:reversed_pair",
+}
 
 
 def _key(text: str) -> int:
@@ -30,11 +38,27 @@ def _hashes(texts) -> np.ndarray:
     return np.fromiter(map(_key, texts), dtype=np.uint64, count=len(texts))
 
 
+def _pair_keys(batch, ctx: StepContext) -> dict[str, np.ndarray]:
+    """Preference pairs: the full key is the whole pair; the input key the prompt and the two answers unordered.
+
+    So two rows share an input key but not a full key exactly when one is the other reversed.
+    """
+    prompts, chosen, rejected = (
+        [" ".join(text.lower().split()) for text in row_texts({name: batch[name]}, ctx)] for name in PAIR_FIELDS
+    )
+    rows = list(zip(prompts, chosen, rejected, strict=True))
+    full = [_FIELD.join(row) for row in rows]
+    unordered = [_FIELD.join([prompt, *sorted(sides)]) for prompt, *sides in rows]
+    return {_FULL: _hashes(full), _INPUT: _hashes(unordered)}
+
+
 def _keys(table, ctx: StepContext, target: str | None):
     """The (full, input) key of every row, computed batch by batch."""
     input_fields = [f for f in ctx.text_fields if f != target]
 
     def batch_fn(batch):
+        if ctx.format == "preference":
+            return _pair_keys(batch, ctx)
         full = row_texts(batch, ctx)
         answers = batch[target] if target in batch else [None] * len(full)
         inputs = row_texts({k: batch[k] for k in input_fields if k in batch}, ctx) if target else full
@@ -61,22 +85,30 @@ def conflicting_rows(input_keys: np.ndarray, kept: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class ExactDedup:
+class ExactDedup(SanitizeStep):
     """Keep the first row of each group with identical normalised content.
 
     Rows whose input matches another row's but whose label (or completion/output) differs are
     conflicts: `keep` them silently, `report` them (kept, counted in the report with examples),
     or `drop` every row of the conflicting input. Formats without an answer (text, chat) have
-    no conflicts.
+    no conflicts. Preference pairs are keyed on the whole pair (prompt, chosen and rejected: the
+    same prompt with other answers is another pair); a pair and its reverse (chosen and rejected
+    swapped) are a conflict, ``conflict:reversed_pair``.
+
+    On a split other than train, a row identical to a train row (as train entered this step) is
+    ``copy_of_train:row=<i>``: by default reported, not removed (see `SanitizeStep.splits`), so a
+    test set stays comparable while its overlap with train is counted and shown.
 
     Args:
         on_conflict: `keep`, `drop` or `report`.
     """
 
     on_conflict: str = "report"
-    name: str = "exact_dedup"
+    name: ClassVar[str] = "exact_dedup"
+    reads_train: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.on_conflict not in _ON_CONFLICT:
             raise ConfigError(f"exact_dedup.on_conflict: {self.on_conflict!r} is not one of {list(_ON_CONFLICT)}")
 
@@ -90,13 +122,27 @@ class ExactDedup:
         duplicate = of_row != np.arange(len(full))
         reasons = np.full(len(full), "", dtype=object)
         reasons[duplicate] = [f"duplicate:of_row={i}" for i in of_row[duplicate].tolist()]
-        conflicts = conflicting_rows(inputs, ~duplicate) if target else np.empty(0, dtype=np.int64)
-        if self.on_conflict == "drop":
-            reasons[conflicts] = "conflict:same_input_different_answer"
+        has_conflicts = ctx.format in _CONFLICTS
+        conflicts = conflicting_rows(inputs, ~duplicate) if has_conflicts else np.empty(0, dtype=np.int64)
+        if self.on_conflict == "drop" and has_conflicts:
+            reasons[conflicts] = _CONFLICTS[ctx.format]
         # Row indices are positions in the table this step saw, i.e. after earlier steps.
         rows = conflicts[:20].tolist()
         self.notes = {} if self.on_conflict == "keep" else {"conflicting_rows": len(conflicts), "rows": rows}
+        if ctx.train is not None:
+            copies, train_rows = rows_in(full, next(_keys(ctx.train, ctx, target)))
+            reasons[copies] = [f"copy_of_train:row={i}" for i in train_rows.tolist()]
+            self.notes["copies_of_train"] = len(copies)
         return mark(table, _string_array(reasons))
+
+
+def rows_in(keys: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of `keys` found in `reference`, and the first position of each in `reference`."""
+    order = np.argsort(reference, kind="stable")
+    ordered = reference[order]
+    at = np.minimum(np.searchsorted(ordered, keys), max(len(ordered) - 1, 0))
+    found = np.flatnonzero(ordered[at] == keys) if len(ordered) else np.empty(0, dtype=np.int64)
+    return found, order[at[found]]
 
 
 def _string_array(values: np.ndarray):

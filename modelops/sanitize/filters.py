@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from modelops.data.formats import FORMATS
 from modelops.errors import ConfigError
-from modelops.sanitize.step import StepContext, flags, map_step, present_fields, row_texts
+from modelops.sanitize.step import SanitizeStep, StepContext, flags, map_step, present_fields, row_texts
 
 _UNITS = ("chars", "words", "tokens")
 
 
 @dataclass
-class DropEmpty:
-    """Drop rows where any required text field is empty or whitespace only (chat: every message empty)."""
+class DropEmpty(SanitizeStep):
+    """Drop rows where any required text field is empty or whitespace only (messages: every one empty)."""
 
-    name: str = "drop_empty"
+    name: ClassVar[str] = "drop_empty"
 
     def __call__(self, table, ctx: StepContext):
-        # `input` of the instruction format is optional: empty is fine there.
-        fields = [f for f in present_fields(table.column_names, ctx) if f != "input"]
+        # Optional fields (an instruction's `input`, a pair's `prompt`) may be empty.
+        optional = FORMATS[ctx.format].optional
+        fields = [f for f in present_fields(table.column_names, ctx) if f not in optional]
 
         def batch_fn(batch):
             n = len(batch[fields[0]]) if fields else 0
@@ -27,9 +30,9 @@ class DropEmpty:
                 for i, value in enumerate(batch[name]):
                     if reasons[i]:
                         continue
-                    if name == "messages":
-                        if not value or not any((m.get("content") or "").strip() for m in value):
-                            reasons[i] = "empty:messages"
+                    if isinstance(value, list):  # messages
+                        if not any((m.get("content") or "").strip() for m in value):
+                            reasons[i] = f"empty:{name}"
                     elif value is None or not str(value).strip():
                         reasons[i] = f"empty:{name}"
             return flags(n, reasons)
@@ -38,7 +41,7 @@ class DropEmpty:
 
 
 @dataclass
-class LengthFilter:
+class LengthFilter(SanitizeStep):
     """Drop rows whose joined text is shorter or longer than the bounds.
 
     Lengths are of all text fields joined (chat: every message's content), in characters,
@@ -53,9 +56,10 @@ class LengthFilter:
     min_length: int = 0
     max_length: int | None = None
     unit: str = "chars"
-    name: str = "length"
+    name: ClassVar[str] = "length"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.min_length < 0:
             raise ConfigError(f"length.min_length: must be >= 0, got {self.min_length}")
         if self.max_length is not None and self.max_length < max(self.min_length, 1):

@@ -17,12 +17,13 @@ import multiprocessing
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import xxhash
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import StepContext, map_batches, mark, present_fields, row_texts
+from modelops.sanitize.step import SanitizeStep, StepContext, map_batches, mark, present_fields, row_texts
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 _EMPTY = np.uint64((1 << 64) - 1)  # signature of a text with no words: above every permuted value
@@ -430,7 +431,7 @@ def near_duplicate_clusters(texts: Sequence[str], **kwargs) -> np.ndarray:
 
 
 @dataclass
-class NearDedup:
+class NearDedup(SanitizeStep):
     """Drop rows that are near-duplicates of an earlier row (MinHash + LSH over word n-grams).
 
     Rows join a cluster when their signatures agree on a whole band (and, with `verify`, their
@@ -463,9 +464,10 @@ class NearDedup:
     seed: int = 1
     same_label: bool = True
     hash_function: str = "xxh3"
-    name: str = "near_dedup"
+    name: ClassVar[str] = "near_dedup"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_hash_function(self.name, self.hash_function)
         self.weights = tuple(self.weights)
         self._bands, self._rows = check_params(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import ClassVar
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import StepContext, flags, map_step, map_texts
+from modelops.sanitize.step import SanitizeStep, StepContext, flags, map_step, map_texts
 
 # Cc/Cf characters other than tab and newline: bells, escapes, zero-width spaces, BOMs.
 _INVISIBLE = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b-\u200f\u2060-\u2064\ufeff]")
@@ -17,7 +18,7 @@ _FORMS = ("NFC", "NFKC", "NFD", "NFKD")
 
 
 @dataclass
-class Normalize:
+class Normalize(SanitizeStep):
     """Rewrite every text field: unicode normal form, invisible characters out, whitespace tidied.
 
     Args:
@@ -35,9 +36,10 @@ class Normalize:
     collapse_whitespace: bool = True
     strip: bool = True
     fix_mojibake: bool = False
-    name: str = "normalize"
+    name: ClassVar[str] = "normalize"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.unicode_form is not None and self.unicode_form not in _FORMS:
             raise ConfigError(f"normalize.unicode_form: {self.unicode_form!r} is not one of {list(_FORMS)} or null")
         self._fix = _ftfy_fixer() if self.fix_mojibake else None

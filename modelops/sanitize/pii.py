@@ -14,10 +14,10 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import StepContext, flags, map_step, map_texts, mark, row_texts
+from modelops.sanitize.step import SanitizeStep, StepContext, flags, map_step, map_texts, mark, row_texts
 
 #: Every PII type, in the order that breaks ties between overlapping matches of equal length.
 PII_TYPES: tuple[str, ...] = ("SECRET", "EMAIL", "IBAN", "IPV6", "CREDIT_CARD", "SSN", "IPV4", "PHONE")
@@ -283,7 +283,7 @@ def scrub(text: str, types: Iterable[str] | None = None, placeholder: str = "<{t
 
 
 @dataclass
-class PiiScrub:
+class PiiScrub(SanitizeStep):
     """Sanitizer step: mask PII in every text field (chat: every message), or drop rows holding any.
 
     Args:
@@ -296,9 +296,10 @@ class PiiScrub:
     types: list[str] | None = None
     action: str = "replace"
     placeholder: str = "<{type}>"
-    name: str = "pii"
+    name: ClassVar[str] = "pii"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.types, str):
             self.types = [self.types]
         if self.types is not None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from modelops.errors import ConfigError
-from modelops.sanitize.step import StepContext, flags, map_step, mark, row_texts
+from modelops.sanitize.step import SanitizeStep, StepContext, flags, map_step, mark, row_texts
 
 _PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\u00ab\u00bb\u201c\u201d\u2018\u2019\u2026\u2014\u2013"
 
@@ -27,7 +28,7 @@ def _fmt(value: float) -> str:
 
 
 @dataclass
-class QualityFilter:
+class QualityFilter(SanitizeStep):
     """Sanitizer step: reject rows whose joined text fails a Gopher quality heuristic.
 
     The reason names the first failing heuristic with its value and threshold, e.g.
@@ -53,14 +54,18 @@ class QualityFilter:
     max_top_ngram_fraction: dict[int, float] = field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
     min_words: int = 5
     min_words_repetition: int = 50
-    name: str = "quality"
+    name: ClassVar[str] = "quality"
 
     def __post_init__(self) -> None:
-        for key in ("min_alpha_ratio", "max_symbol_ratio", "max_duplicate_line_fraction"):
-            _check_ratio(key, getattr(self, key))
-        for key in ("min_mean_word_length", "max_mean_word_length", "min_words", "min_words_repetition"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"quality.{key}: must be >= 0, got {getattr(self, key)}")
+        super().__post_init__()
+        _check_ratio("min_alpha_ratio", self.min_alpha_ratio)
+        _check_ratio("max_symbol_ratio", self.max_symbol_ratio)
+        _check_ratio("max_duplicate_line_fraction", self.max_duplicate_line_fraction)
+        sizes = {"min_mean_word_length": self.min_mean_word_length, "max_mean_word_length": self.max_mean_word_length,
+                 "min_words": self.min_words, "min_words_repetition": self.min_words_repetition}  # fmt: skip
+        for key, value in sizes.items():
+            if value < 0:
+                raise ConfigError(f"quality.{key}: must be >= 0, got {value}")
         if self.max_mean_word_length < self.min_mean_word_length:
             raise ConfigError(
                 f"quality.max_mean_word_length: {self.max_mean_word_length} is below "

@@ -1,23 +1,21 @@
 """Steps by short name, and building steps from config entries with errors that name the config key.
 
 A config entry is a step object, a short name (``"near_dedup"``), or a mapping with either
-``name: <short name>`` or ``_target_: <import path>`` plus the step's parameters, and optionally
-``only_for: [<format>, ...]``: the entry runs on those formats only and is skipped on the others
-(without it, a step that cannot handle the dataset's format is an error). Every problem
+``name: <short name>`` or ``_target_: <import path>`` plus the step's parameters, including those
+every step has (`modelops.sanitize.step.SanitizeStep`): ``only_for: [<format>, ...]`` and
+``splits: [<split>, ...]``. Every problem
 (an unknown name or target, an unknown or mistyped key, a value the step refuses) is a
 `ConfigError` naming ``<where>.<index>.<key>``, e.g. ``sanitizer.steps.2.threshold``.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from modelops.errors import ConfigError
-from modelops.sanitize.step import FORMATS
+from modelops.errors import ConfigError, did_you_mean
+from modelops.sanitize.step import SanitizeStep
 
 #: Short name -> the step class's import path (imported only when used).
 STEPS: dict[str, str] = {
@@ -25,6 +23,7 @@ STEPS: dict[str, str] = {
     "drop_empty": "modelops.sanitize.filters.DropEmpty",
     "length": "modelops.sanitize.filters.LengthFilter",
     "chat_structure": "modelops.sanitize.chat.ChatStructure",
+    "drop_ties": "modelops.sanitize.ties.DropTies",
     "exact_dedup": "modelops.sanitize.exact_dedup.ExactDedup",
     "near_dedup": "modelops.sanitize.near_dedup.NearDedup",
     "pii": "modelops.sanitize.pii.PiiScrub",
@@ -36,46 +35,51 @@ _HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_")
 _LEADING_KEY = re.compile(r"^[A-Za-z_][\w-]*((?:\.[\w-]+)+):\s")
 
 
-def build_steps(entries: list[Any], where: str = "sanitizer.steps") -> list[Any]:
-    """Step objects for config entries (see the module docstring); step objects pass through."""
-    return [build_step(entry, f"{where}.{i}") for i, entry in enumerate(entries)]
+def build_steps(entries: list[Any], where: str = "sanitizer.steps", allowed: Sequence[str] = ()) -> list[Any]:
+    """Step objects for config entries (see the module docstring); step objects pass through.
+
+    `allowed`: import prefixes or exact names trusted for ``_target_`` besides the defaults
+    (see `modelops.config.targets`).
+    """
+    return [build_step(entry, f"{where}.{i}", allowed) for i, entry in enumerate(entries)]
 
 
-def build_step(entry: Any, where: str) -> Any:
+def build_step(entry: Any, where: str, allowed: Sequence[str] = ()) -> Any:
     """One step object from one config entry; `where` is its config key (``sanitizer.steps.2``)."""
+    from modelops.config.build import construct
+    from modelops.config.validate import check_node
+
     if isinstance(entry, str):
         entry = {"name": entry}
     if not isinstance(entry, Mapping):
-        if callable(entry):
+        if isinstance(entry, SanitizeStep):
             return entry
-        raise ConfigError(f"{where}: expected a step name, a mapping or a step object, got {type(entry).__name__}")
+        raise ConfigError(
+            f"{where}: expected a step name, a mapping or a step object (a SanitizeStep), got {type(entry).__name__}"
+        )
     params = {k: v for k, v in entry.items() if k not in _HYDRA_KEYS}
-    only_for = _only_for(params.pop("only_for", None), f"{where}.only_for")
-    if "_target_" in entry:
-        cls = _import(entry["_target_"], f"{where}._target_")
-    else:
-        short = params.pop("name", None)
-        if short not in STEPS:
-            raise ConfigError(
-                f"{where}.name: unknown step {short!r}{_suggest(short)}; known steps: {sorted(STEPS)} "
-                "(or give `_target_: <import path>` of your own step)"
-            )
-        cls = _import(STEPS[short], f"{where}.name")
-    _check_keys(cls, params, where)
-    step = _construct(cls, params, where)
-    if only_for is not None:
-        step.only_for = only_for
+    node = {"_target_": entry.get("_target_") or _short_name(params.pop("name", None), where), **params}
+    check_node(where, node, tuple(allowed))
+    try:
+        step = construct(node, where, allowed)
+    except ConfigError as exc:
+        if str(exc).startswith(f"{where}:"):
+            raise  # already named by its key here (a failure the step did not raise itself)
+        raise rekey(exc, where) from exc
+    if not isinstance(step, SanitizeStep):
+        raise ConfigError(
+            f"{where}: {type(step).__qualname__} is not a step: subclass modelops.sanitize.step.SanitizeStep"
+        )
     return step
 
 
-def _only_for(value: Any, key: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    values = [value] if isinstance(value, str) else list(value)
-    unknown = [v for v in values if v not in FORMATS]
-    if unknown or not values:
-        raise ConfigError(f"{key}: {values!r} must be a non-empty list of formats from {list(FORMATS)}")
-    return tuple(values)
+def _short_name(short: Any, where: str) -> str:
+    if short not in STEPS:
+        raise ConfigError(
+            f"{where}.name: unknown step {short!r}{did_you_mean(short, STEPS)}; known steps: {sorted(STEPS)} "
+            "(or give `_target_: <import path>` of your own step)"
+        )
+    return STEPS[short]
 
 
 def rekey(exc: ConfigError, where: str) -> ConfigError:
@@ -85,40 +89,3 @@ def rekey(exc: ConfigError, where: str) -> ConfigError:
     if match:
         return ConfigError(f"{where}{match.group(1)}: {message[match.end() :]}")
     return ConfigError(f"{where}: {message}")
-
-
-def _import(target: Any, key: str):
-    if not isinstance(target, str) or "." not in target:
-        raise ConfigError(f"{key}: {target!r} is not an import path like 'package.module.Class'")
-    module_name, _, attr = target.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{key}: cannot import {target!r} ({exc}); known steps: {sorted(STEPS)}") from None
-    if not hasattr(module, attr):
-        raise ConfigError(f"{key}: {target!r} does not exist; known steps: {sorted(STEPS)}")
-    return getattr(module, attr)
-
-
-def _check_keys(cls, params: dict[str, Any], where: str) -> None:
-    """Unknown keys and wrong scalar types, with the config's own checker, for modelops steps."""
-    if not cls.__module__.startswith("modelops."):
-        return  # a user's step: its constructor's TypeError is reported below
-    from modelops.config.validate import check_node
-
-    target = f"{cls.__module__}.{cls.__qualname__}"
-    check_node(where, {"_target_": target, **params}, (target,))
-
-
-def _construct(cls, params: dict[str, Any], where: str):
-    try:
-        return cls(**params)
-    except ConfigError as exc:
-        raise rekey(exc, where) from None
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _suggest(word: Any) -> str:
-    close = difflib.get_close_matches(str(word), list(STEPS), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

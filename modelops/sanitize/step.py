@@ -1,42 +1,46 @@
-"""The step protocol: what every sanitizer step is, and helpers to read and rewrite a row's text.
+"""The step base class: what every sanitizer step is, and helpers to read and rewrite a row's text.
 
-A step is any callable ``step(table, ctx) -> table`` where ``table`` is a `datasets.Dataset`
-holding only rows that earlier steps kept. It returns the same rows, in the same order, with
-two extra columns:
+A step is a `SanitizeStep`: a dataclass whose fields are its parameters, called as
+``step(table, ctx) -> table`` where ``table`` is a `datasets.Dataset` holding only rows that
+earlier steps kept. It returns the same rows, in the same order, with two extra columns:
 
 - ``REASON`` (str): why the row is rejected (the empty string keeps it), ``kind:detail``;
 - ``MODIFIED`` (bool): whether the step changed the row's text.
 
-The step may rewrite text columns in place. It carries a ``name`` attribute for the report and
-may carry:
-
-- ``formats``: the dataset formats it works on (absent or None: every format);
-- ``check(ctx)``: raise `ConfigError` ("<field>: why") when it cannot run in this context (a
-  token length without a tokenizer); called for every step before any data is touched;
-- ``notes``: a dict merged into the step's entry of the report after it ran;
-- ``uses_eval_texts``: true when it reads ``ctx.eval_texts`` (collected only then).
-
-The sanitizer counts, splits off the rejected rows and drops the two columns between steps.
+The step may rewrite text columns in place. The sanitizer counts, splits off the rejected rows
+(or, on a split the step does not remove from, keeps them and reports them as flagged) and drops
+the two columns between steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar
+
+from modelops.data.formats import FORMATS
+from modelops.errors import ConfigError
 
 REASON = "__reason"
 MODIFIED = "__modified"
 
-#: The text-bearing columns of each format; chat rows hold their text in each message's content.
+#: The text-bearing columns of each format. A column of messages (chat rows, chat-form preference
+#: pairs) holds its text in each message's content.
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "classification": ("text",),
     "text": ("text",),
     "completion": ("prompt", "completion"),
     "instruction": ("instruction", "input", "output"),
     "chat": ("messages",),
+    "preference": ("prompt", "chosen", "rejected"),
 }
-FORMATS: tuple[str, ...] = tuple(TEXT_FIELDS)
+
+#: The fields of an evaluation row that decontamination looks for in training rows, where not all its
+#: text fields: a held-out pair leaks through its prompt, whatever answers a training pair gives to it.
+EVAL_TEXT_FIELDS: dict[str, tuple[str, ...]] = {"preference": ("prompt",)}
+
+#: Splits that hold evaluation data: by default no step removes rows from them (it reports them).
+EVAL_SPLITS: tuple[str, ...] = ("validation", "test")
 
 
 @dataclass
@@ -47,8 +51,10 @@ class StepContext:
         format: the dataset format; decides which columns hold text.
         num_proc: worker processes for `datasets.map` (1 keeps it in-process).
         batch_size: rows per batch handed to vectorised code.
-        eval_texts: texts of the evaluation splits, for decontamination.
+        eval_texts: texts of the evaluation splits, for decontamination (train only).
         tokenizer: an optional tokenizer, for token-length filters.
+        train: on a split other than train, the train rows as they entered this same step, for
+            steps that compare with them (``reads_train``); None otherwise.
     """
 
     format: str = "classification"
@@ -56,16 +62,78 @@ class StepContext:
     batch_size: int = 1000
     eval_texts: list[str] = field(default_factory=list)
     tokenizer: Any = None
+    train: Any = None
 
     @property
     def text_fields(self) -> tuple[str, ...]:
         return TEXT_FIELDS[self.format]
 
 
-class Step(Protocol):
-    name: str
+@dataclass
+class SanitizeStep:
+    """Base of every sanitizer step: the attributes the sanitizer reads, with their defaults.
 
-    def __call__(self, table: Any, ctx: StepContext) -> Any: ...
+    Subclasses are dataclasses whose fields are their parameters; they set `name` and implement
+    `__call__` (see the module docstring), and may override the class attributes and `check`.
+    A subclass with a ``__post_init__`` calls ``super().__post_init__()``.
+
+    Args:
+        only_for: the formats this entry runs on; on other formats it is skipped. None: every
+            format it supports (a format outside `formats` is then an error).
+        splits: the splits this step removes rows from. On the others it still runs (its rewrites
+            apply) but the rows it rejects are kept and reported as flagged. None: every split
+            except validation and test, so evaluation data stays comparable.
+
+    Attributes:
+        name: the step's name in the report.
+        formats: the dataset formats it works on (None: every format).
+        uses_eval_texts: it reads ``ctx.eval_texts`` (collected only then).
+        reads_train: on other splits it reads ``ctx.train`` (kept only then).
+        notes: what the last call wants added to its entry of the report.
+    """
+
+    name: ClassVar[str] = "step"
+    formats: ClassVar[tuple[str, ...] | None] = None
+    uses_eval_texts: ClassVar[bool] = False
+    reads_train: ClassVar[bool] = False
+
+    only_for: list[str] | None = field(default=None, kw_only=True)
+    splits: list[str] | None = field(default=None, kw_only=True)
+    notes: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.only_for = _names(self.only_for, f"{self.name}.only_for", FORMATS)
+        self.splits = _names(self.splits, f"{self.name}.splits", None)
+
+    def __call__(self, table: Any, ctx: StepContext) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(table, ctx)")
+
+    def check(self, ctx: StepContext) -> None:
+        """Raise `ConfigError` ("<name>.<field>: why") when the step cannot run in `ctx`; before any row is read."""
+
+    def runs_on(self, format: str) -> bool:
+        """Whether this entry runs on `format` data (`only_for`)."""
+        return self.only_for is None or format in self.only_for
+
+    def removes_from(self, split: str) -> bool:
+        """Whether rows this step rejects in `split` are removed (else kept and reported as flagged)."""
+        return split in self.splits if self.splits is not None else split not in EVAL_SPLITS
+
+
+def _names(value: Any, key: str, allowed: tuple[str, ...] | None) -> list[str] | None:
+    if value is None:
+        return None
+    values = [value] if isinstance(value, str) else list(value)
+    bad = [v for v in values if not isinstance(v, str) or (allowed is not None and v not in allowed)]
+    if bad or not values:
+        what = f"formats from {list(allowed)}" if allowed is not None else "split names"
+        raise ConfigError(f"{key}: {values!r} must be a non-empty list of {what}")
+    return values
+
+
+def arrow_table(table: Any) -> Any:
+    """The `pyarrow.Table` of a `datasets.Dataset`, with any row selection applied (zero-copy without one)."""
+    return table.with_format("arrow")[:]
 
 
 def present_fields(columns: Any, ctx: StepContext) -> list[str]:
@@ -91,14 +159,20 @@ def row_texts(batch: Any, ctx: StepContext) -> list[str]:
     texts = []
     for i in range(_batch_len(batch, fields)):
         parts = []
-        for name, column in zip(fields, columns, strict=True):
+        for column in columns:
             value = column[i]
-            if name == "messages":
-                parts.extend(m.get("content") or "" for m in value or [])
+            if isinstance(value, list):  # messages
+                parts.extend(m.get("content") or "" for m in value)
             elif value is not None:
                 parts.append(value)
         texts.append("\n".join(parts))
     return texts
+
+
+def eval_row_texts(batch: Any, ctx: StepContext) -> list[str]:
+    """One string per evaluation row, of the fields decontamination compares (`EVAL_TEXT_FIELDS`)."""
+    fields = EVAL_TEXT_FIELDS.get(ctx.format)
+    return row_texts({name: batch[name] for name in fields if name in batch} if fields else batch, ctx)
 
 
 def map_texts(batch: Any, ctx: StepContext, fn: Callable[[str], str]) -> tuple[dict[str, list], list[bool]]:
@@ -113,14 +187,14 @@ def map_texts(batch: Any, ctx: StepContext, fn: Callable[[str], str]) -> tuple[d
     for name in fields:
         column = list(batch[name])
         for i, value in enumerate(column):
-            if name == "messages":
+            if isinstance(value, list):  # messages
                 new_messages = []
-                for message in value or []:
+                for message in value:
                     content = message.get("content")
                     new = fn(content) if content else content
                     changed[i] |= new != content
                     new_messages.append({**message, "content": new})
-                column[i] = new_messages if value is not None else value
+                column[i] = new_messages
             elif value is not None:
                 new = fn(value)
                 changed[i] |= new != value
@@ -176,7 +250,7 @@ def map_batches(
     import threading
 
     global _WORK
-    data = table.data.table if table._indices is None else table.flatten_indices().data.table
+    data = arrow_table(table)
     n, size = len(data), ctx.batch_size
     procs = ctx.num_proc if parallel and ctx.num_proc > 1 and n >= 2 * size else 1
     if procs > 1 and "fork" not in multiprocessing.get_all_start_methods():
@@ -222,11 +296,9 @@ def map_step(table: Any, ctx: StepContext, batch_fn: Callable[[Any], dict[str, l
     import datasets
     import pyarrow as pa
 
-    if table._indices is not None:
-        table = table.flatten_indices()
+    data = arrow_table(table)
     fields = present_fields(table.column_names, ctx)
     parts = map_batches(table, ctx, batch_fn, fields, parallel)
-    data = table.data.table
     types = {name: data.schema.field(name).type for name in table.column_names}
     types.update({REASON: pa.string(), MODIFIED: pa.bool_()})
     names = [*table.column_names, REASON, MODIFIED]

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from modelops.errors import DataError
+from modelops.models.labels import IGNORE_INDEX
 from modelops.train import truncation
 
 # Rows are sorted by length inside windows of at most this many batches (and at least 4 windows
@@ -20,7 +21,6 @@ _MIN_WINDOWS = 4
 # step on noise: on 4,000 SST-2-shaped rows (benchmarks/bench_train.py), 48 of 125 batches were
 # such batches, 2 are now. Padding went from 13% to 34% of the batches (shuffled batches: 78%).
 _SCATTERED = 0.4
-IGNORE_INDEX = -100
 
 
 def tokenize_classification(
@@ -81,7 +81,7 @@ def tokenize_classification(
             encode, batched=True, with_indices=True, remove_columns=table.column_names, load_from_cache_file=False
         )
     except RowError as exc:
-        raise row_error(exc, locate) from None
+        raise row_error(exc, locate) from exc
 
 
 class LengthGroupedBatches:

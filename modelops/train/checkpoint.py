@@ -1,19 +1,20 @@
 """Resumable checkpoints in `run_dir/checkpoints/step-N/`, each written whole or not at all.
 
-A checkpoint holds the trainable weights (safetensors: the adapter and new head under PEFT, every
-weight otherwise), the optimizer, scheduler and gradient-scaler states, every process's RNG
-states and the loop's position (`trainer_state.json`: step, epoch, batches consumed in the
-epoch, best metric so far). It is written to `.step-N.tmp/`, marked `COMPLETE` and renamed into
-place, so a run killed while writing leaves no half checkpoint behind; resume looks only at
-complete ones. Everything but the weights and JSON is read back with `torch.load(weights_only=True)`.
+Accelerate's `save_state` writes them: optimizer, scheduler and gradient-scaler states, every
+process's RNG states, the loop's position (`LoopState`, registered for checkpointing) and the
+weights. FSDP and DeepSpeed save their weights sharded, their own way; otherwise a hook keeps only
+the trainable ones in `model.safetensors` (the adapter and new head under PEFT, every weight in a
+full fine-tune), so a LoRA checkpoint holds no copy of the frozen base. Every process writes into
+`.step-N.tmp/` beside the final directory (the write is collective under FSDP/DeepSpeed); then the
+main process marks it `COMPLETE` and renames it into place, so a run killed while writing leaves
+no half checkpoint behind, and resume looks only at complete ones.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,7 @@ from modelops.errors import JobError
 from modelops.io import write_json
 
 COMPLETE = "COMPLETE"
-STATE_FILE = "trainer_state.json"
-WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_FILE = "model.safetensors"  # the name Accelerate gives the first model's weights
 
 
 @dataclass
@@ -45,6 +45,13 @@ class LoopState:
     best_step: int | None = None
     bad_evals: int = 0
     key: dict[str, Any] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        for f in fields(self):
+            setattr(self, f.name, saved[f.name])
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
@@ -91,45 +98,95 @@ def load_trainable(model, path: str | Path) -> None:
             params[name].copy_(value)
 
 
-def save_checkpoint(accelerator, model, optimizer, scheduler, state: LoopState, run_dir: Path, keep: int) -> Path:
-    """Write `checkpoints/step-N/` (all processes call this; the main one writes the shared parts)."""
-    import torch
-    from safetensors.torch import save_file
+class Checkpointer:
+    """Writes the run's checkpoints through Accelerate, keeps the `keep` latest, and restores one.
 
-    root = checkpoints_dir(run_dir)
-    final = root / f"step-{state.step}"
-    if (final / COMPLETE).exists():
+    Args:
+        accelerator: the run's `Accelerator`, with the model, optimizer and scheduler prepared.
+        model: the prepared model (its trainable weights also go to `checkpoints/best/`).
+        state: the loop's position; registered here, so it travels with every checkpoint.
+        run_dir: the run directory (checkpoints go to its `checkpoints/`).
+        keep: how many complete checkpoints to keep.
+    """
+
+    def __init__(self, accelerator, model, state: LoopState, run_dir: Path, keep: int):
+        self.accelerator, self.model, self.state = accelerator, model, state
+        self.run_dir, self.keep = Path(run_dir), keep
+        self.root = checkpoints_dir(run_dir)
+        accelerator.register_for_checkpointing(state)
+        accelerator.register_save_state_pre_hook(self._keep_trainable)
+        accelerator.register_load_state_pre_hook(self._load_trainable)
+
+    def save(self) -> Path:
+        """Write `checkpoints/step-N/` for the current step (every process calls this)."""
+        step, main = self.state.step, self.accelerator.is_main_process
+        final, tmp = self.root / f"step-{step}", self.root / f".step-{step}.tmp"
+        if (final / COMPLETE).exists():
+            return final
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.accelerator.wait_for_everyone()
+        try:
+            self.accelerator.save_state(str(tmp))
+            self.accelerator.wait_for_everyone()
+            if main:
+                (tmp / COMPLETE).write_text(f"{step}\n")
+        except Exception as exc:
+            # A failed write (a full disk, say) leaves nothing behind and frees what it took.
+            free = shutil.disk_usage(self.root).free
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise JobError(_write_failure(self.run_dir, step, exc, free)) from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if main:
+            shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover of the same step
+            os.replace(tmp, final)
+            prune(self.run_dir, self.keep)
+        self.accelerator.wait_for_everyone()
         return final
-    tmp = root / f".step-{state.step}.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    try:
-        if accelerator.is_main_process:
-            save_file(trainable_state(accelerator.unwrap_model(model)), str(tmp / WEIGHTS_FILE))
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-            if accelerator.scaler is not None:
-                torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
-            write_json(tmp / STATE_FILE, asdict(state))
-        torch.save(_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
-    except Exception as exc:
-        # A failed write (a full disk, say) leaves nothing behind and frees what it took.
-        free = shutil.disk_usage(root).free
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise JobError(_write_failure(run_dir, state.step, exc, free)) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / COMPLETE).write_text(f"{state.step}\n")
-        shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover of the same step
-        os.replace(tmp, final)
-        prune(run_dir, keep)
-    accelerator.wait_for_everyone()
-    return final
+
+    def load(self, path: Path) -> None:
+        """Restore everything `save` wrote, the loop state included (every process calls this)."""
+        from accelerate.utils import RNG_STATE_NAME
+
+        if not (path / f"{RNG_STATE_NAME}_0.pkl").exists():
+            raise JobError(
+                f"trainer.resume: {path} is not a checkpoint this version can restore (no Accelerate state); "
+                "use trainer.resume=null to start fresh"
+            )
+        self.accelerator.load_state(str(path))
+
+    def save_best(self, metric: str) -> None:
+        """Keep the trainable weights of the best evaluation so far in `checkpoints/best/`."""
+        from safetensors.torch import save_file
+
+        from modelops.io import atomic_dir
+
+        if self.accelerator.is_main_process:
+            with atomic_dir(self.root / "best") as tmp:
+                save_file(trainable_state(self.accelerator.unwrap_model(self.model)), str(tmp / WEIGHTS_FILE))
+                write_json(tmp / "best.json", {"step": self.state.best_step, metric: self.state.best_metric})
+        self.accelerator.wait_for_everyone()
+
+    def restore_best(self) -> bool:
+        """Load the weights `save_best` kept into the model; false when there are none."""
+        best = self.root / "best" / WEIGHTS_FILE
+        if best.exists():
+            load_trainable(self.accelerator.unwrap_model(self.model), best)
+        return best.exists()
+
+    def _keep_trainable(self, models, weights: list, output_dir: str) -> None:
+        # `weights` is empty under FSDP/DeepSpeed, which have saved the model their own way.
+        for i, model in enumerate(models[: len(weights)]):
+            weights[i] = trainable_state(self.accelerator.unwrap_model(model))
+
+    def _load_trainable(self, models: list, input_dir: str) -> None:
+        # The models left in the list are the ones Accelerate would load from a full state dict.
+        for model in models:
+            load_trainable(self.accelerator.unwrap_model(model), Path(input_dir) / WEIGHTS_FILE)
+        models.clear()
 
 
 def _write_failure(run_dir: Path, step: int, exc: Exception, free: int) -> str:
@@ -143,24 +200,6 @@ def _write_failure(run_dir: Path, step: int, exc: Exception, free: int) -> str:
     )
 
 
-def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler) -> LoopState:
-    """Restore weights, optimizer, scheduler, scaler and this process's RNG; return the loop state."""
-    import json
-
-    import torch
-
-    load_trainable(accelerator.unwrap_model(model), path / WEIGHTS_FILE)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    if accelerator.scaler is not None and (path / "scaler.pt").exists():
-        accelerator.scaler.load_state_dict(torch.load(path / "scaler.pt", weights_only=True))
-    rng = path / f"rng-{accelerator.process_index}.pt"
-    if not rng.exists():
-        raise JobError(f"{path}: no RNG state for process {accelerator.process_index} (other process count?)")
-    _set_rng_state(torch.load(rng, weights_only=True))
-    return LoopState(**json.loads((path / STATE_FILE).read_text()))
-
-
 def prune(run_dir: Path, keep: int) -> None:
     """Delete all but the `keep` latest complete checkpoints, and leftovers of interrupted writes."""
     root = checkpoints_dir(run_dir)
@@ -168,31 +207,3 @@ def prune(run_dir: Path, keep: int) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     for old in complete_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

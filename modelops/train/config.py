@@ -1,25 +1,36 @@
-"""`TrainConfig`: the training loop's settings as plain typed fields (no torch import here)."""
+"""`TrainConfig`: the training loop's settings as plain typed fields (no torch import here).
+
+The default of every field is read from `conf/trainer/default.yaml`, the one place it is written, so
+`TrainConfig()`, `FineTuningJob(...)` and the CLI's `trainer=default` train alike.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from modelops.config.options import group_defaults
 from modelops.errors import ConfigError
 from modelops.train.truncation import SIDES, TOO_LONG
 
 SCHEDULES = ("linear", "cosine", "constant")
-PRECISIONS = ("no", "fp16", "bf16")
+PRECISIONS = ("auto", "no", "fp16", "bf16")
 BATCHING = ("pad", "group_by_length", "packing")
 EVAL_MODES = ("auto", "min", "max")
 LOSS_ON = ("answer", "all")
-#: Metrics the loop can track during training, per task (`loss` is the validation loss per target token).
-EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity")}
+#: `sft` trains on demonstrations; the others on `preference` pairs (modelops.train.preference).
+OBJECTIVES = ("sft", "dpo", "ipo", "simpo", "orpo")
+#: Metrics the loop can track during training, per task (`loss` is the validation loss per target token),
+#: and for the preference objectives (`loss` is the objective's mean over validation pairs).
+EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity"),
+                "preference": ("loss", "reward_accuracy", "reward_margin")}  # fmt: skip
+
+_DEFAULTS = group_defaults("trainer")
 
 
 @dataclass
 class TrainConfig:
-    """How to train.
+    """How to train. Field defaults come from `conf/trainer/default.yaml`.
 
     Args:
         epochs: passes over the training split.
@@ -30,7 +41,9 @@ class TrainConfig:
         learning_rate: peak learning rate.
         weight_decay: AdamW weight decay (not applied to biases and norms).
         optimizer: a partial optimizer factory (`_target_: torch.optim.AdamW`, `_partial_: true`);
-            called with parameter groups and `lr`. Null means AdamW. AdamW runs fused on a GPU.
+            called with parameter groups and `lr`. Null (the dataclass default, which needs no torch
+            import) means `torch.optim.AdamW` with torch's own defaults, which is what the YAML's node
+            spells out. AdamW runs fused on a GPU.
         scheduler: `linear`, `cosine` or `constant`, after warmup.
         warmup_ratio: share of steps spent warming up the learning rate from 0.
         warmup_steps: warmup length in steps; overrides `warmup_ratio` when set.
@@ -38,8 +51,13 @@ class TrainConfig:
         batching: `pad` (shuffled batches padded to their longest row), `group_by_length` (rows of
             similar length batched together) or `packing` (causal LMs: rows concatenated up to
             `model.max_length`, each still attending only to itself).
-        mixed_precision: `no`, `fp16` or `bf16`; on a machine without a GPU it falls back to `no`
-            with a warning (bf16 matmuls are slow on CPUs).
+        mixed_precision: `auto` (bf16 on a GPU that supports it, else fp32; the choice is printed),
+            `no` (fp32), `fp16` or `bf16`; an explicit fp16/bf16 on a machine without a GPU falls back
+            to `no` with a warning (bf16 matmuls are slow on CPUs).
+        compile: compile the model's forward with `torch.compile` (inductor, in place): fused
+            kernels, after compiling on the first steps (and again for new batch shapes).
+        liger: causal LMs on a CUDA GPU: Liger kernels (the `liger-kernel` package) for RMSNorm, RoPE
+            and SwiGLU/GeGLU in place of transformers' own.
         seed: seeds python, numpy, torch and the data order.
         log_every: log loss, learning rate and tokens/s every this many optimizer steps.
         log_with: Accelerate trackers (`tensorboard`, `wandb`, `mlflow`, `trackio`, ... or a list);
@@ -47,7 +65,8 @@ class TrainConfig:
         eval_batch_size: batch size for evaluation.
         eval_every: evaluate on the validation split every this many steps and at the end (null: never).
         eval_metric: the metric early stopping and `keep_best` follow: `loss` (validation loss),
-            `accuracy`/`f1` (classifiers) or `perplexity` (causal LMs).
+            `accuracy`/`f1` (classifiers), `perplexity` (causal LMs), or `reward_accuracy`/`reward_margin`
+            (preference objectives).
         eval_mode: `min`, `max` or `auto` (min for loss and perplexity, max otherwise).
         early_stopping_patience: stop after this many evaluations without improvement (null: never).
         keep_best: the saved `model/` holds the weights of the best evaluation, not the last step.
@@ -64,39 +83,52 @@ class TrainConfig:
         cache_dir: where tokenised data is cached (default `$MODELOPS_CACHE/tokenized`).
         merge_adapter: with a PEFT model, also save the merged full model in `model/merged/`.
         preview_examples: how many training examples to show with their loss mask before training.
+        objective: `sft` (demonstrations; on `preference` data, the chosen side of each pair), or a
+            preference objective on `preference` pairs, causal LMs only: `dpo`, `ipo` (both against a
+            reference: the base with the adapter disabled under LoRA, a frozen copy of the initial
+            weights otherwise), `simpo` or `orpo` (no reference). See `modelops.train.preference`.
+        beta: DPO/IPO/SimPO temperature; ORPO's weight on the odds-ratio term (as TRL's `beta`).
+        label_smoothing: DPO and SimPO: the assumed share of flipped preference labels, in [0, 0.5).
+        simpo_gamma: SimPO's target reward margin.
     """
 
-    epochs: int = 3
-    max_steps: int | None = None
-    batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.0
+    epochs: int = _DEFAULTS["epochs"]
+    max_steps: int | None = _DEFAULTS["max_steps"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    gradient_accumulation_steps: int = _DEFAULTS["gradient_accumulation_steps"]
+    learning_rate: float = _DEFAULTS["learning_rate"]
+    weight_decay: float = _DEFAULTS["weight_decay"]
     optimizer: Any = None
-    scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    warmup_steps: int | None = None
-    max_grad_norm: float | None = 1.0
-    batching: str = "group_by_length"
-    mixed_precision: str = "no"
-    seed: int = 0
-    log_every: int = 10
-    log_with: Any = None
-    eval_batch_size: int = 64
-    eval_every: int | None = None
-    eval_metric: str = "loss"
-    eval_mode: str = "auto"
-    early_stopping_patience: int | None = None
-    keep_best: bool = False
-    checkpoint_every: int | None = None
-    keep_checkpoints: int = 2
-    resume: str | None = "auto"
-    loss_on: str = "answer"
-    too_long: str = "truncate"
-    truncation_side: str = "left"
-    cache_dir: str | None = None
-    merge_adapter: bool = False
-    preview_examples: int = 1
+    scheduler: str = _DEFAULTS["scheduler"]
+    warmup_ratio: float = _DEFAULTS["warmup_ratio"]
+    warmup_steps: int | None = _DEFAULTS["warmup_steps"]
+    max_grad_norm: float | None = _DEFAULTS["max_grad_norm"]
+    batching: str = _DEFAULTS["batching"]
+    mixed_precision: str = _DEFAULTS["mixed_precision"]
+    seed: int = _DEFAULTS["seed"]
+    log_every: int = _DEFAULTS["log_every"]
+    log_with: Any = _DEFAULTS["log_with"]
+    eval_batch_size: int = _DEFAULTS["eval_batch_size"]
+    eval_every: int | None = _DEFAULTS["eval_every"]
+    eval_metric: str = _DEFAULTS["eval_metric"]
+    eval_mode: str = _DEFAULTS["eval_mode"]
+    early_stopping_patience: int | None = _DEFAULTS["early_stopping_patience"]
+    keep_best: bool = _DEFAULTS["keep_best"]
+    checkpoint_every: int | None = _DEFAULTS["checkpoint_every"]
+    keep_checkpoints: int = _DEFAULTS["keep_checkpoints"]
+    resume: str | None = _DEFAULTS["resume"]
+    loss_on: str = _DEFAULTS["loss_on"]
+    too_long: str = _DEFAULTS["too_long"]
+    truncation_side: str = _DEFAULTS["truncation_side"]
+    cache_dir: str | None = _DEFAULTS["cache_dir"]
+    merge_adapter: bool = _DEFAULTS["merge_adapter"]
+    preview_examples: int = _DEFAULTS["preview_examples"]
+    compile: bool = _DEFAULTS["compile"]
+    liger: bool = _DEFAULTS["liger"]
+    objective: str = _DEFAULTS["objective"]
+    beta: float = _DEFAULTS["beta"]
+    label_smoothing: float = _DEFAULTS["label_smoothing"]
+    simpo_gamma: float = _DEFAULTS["simpo_gamma"]
 
     def __post_init__(self) -> None:
         for key, ok, rule in self._checks():
@@ -135,6 +167,10 @@ class TrainConfig:
             ("too_long", self.too_long in TOO_LONG, f"must be one of {list(TOO_LONG)}"),
             ("truncation_side", self.truncation_side in SIDES, f"must be one of {list(SIDES)}"),
             ("preview_examples", self.preview_examples >= 0, "must be >= 0"),
+            ("objective", self.objective in OBJECTIVES, f"must be one of {list(OBJECTIVES)}"),
+            ("beta", self.beta > 0, "must be > 0"),
+            ("label_smoothing", 0 <= self.label_smoothing < 0.5, "must be in [0, 0.5)"),
+            ("simpo_gamma", self.simpo_gamma >= 0, "must be >= 0"),
         ]
 
     @property

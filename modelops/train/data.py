@@ -20,7 +20,7 @@ from modelops.train.batching import (
 )
 from modelops.train.config import TrainConfig
 
-CAUSAL_FORMATS = ("text", "completion", "instruction", "chat")
+CAUSAL_FORMATS = ("text", "completion", "instruction", "chat", "preference")
 
 
 @dataclass
@@ -48,6 +48,7 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> TrainConfig:
         raise JobError(f"the dataset has no 'train' split (splits: {dataset.split_names})")
     if len(dataset["train"]) == 0:
         raise DataError("the train split is empty: nothing to train on")
+    _check_objective(spec, dataset, config)
     if spec.task == "seq_cls" and dataset.format != "classification":
         raise ConfigError(
             f"model.task=seq_cls needs classification data, but the dataset's format is {dataset.format!r}; "
@@ -69,10 +70,12 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> TrainConfig:
         config = _without_periodic_eval(config, dataset)
     from modelops.train.config import EVAL_METRICS
 
-    if config.eval_every and config.eval_metric not in EVAL_METRICS[spec.task]:
+    tracked = "preference" if config.objective != "sft" else spec.task
+    if config.eval_every and config.eval_metric not in EVAL_METRICS[tracked]:
         raise ConfigError(
-            f"trainer.eval_metric: {config.eval_metric!r} is not tracked for {spec.task}; "
-            f"use one of {list(EVAL_METRICS[spec.task])}"
+            f"trainer.eval_metric: {config.eval_metric!r} is not tracked for {spec.task}"
+            f"{f' with trainer.objective={config.objective}' if tracked == 'preference' else ''}; "
+            f"use one of {list(EVAL_METRICS[tracked])}"
         )
     return config
 
@@ -94,14 +97,46 @@ def _without_periodic_eval(config: TrainConfig, dataset) -> TrainConfig:
     return dataclasses.replace(config, eval_every=None)
 
 
-def setup_data(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainData:
-    """Tokenise (through the cache) and batch the train split; tokenise validation when evaluating."""
+def _check_objective(spec: ModelSpec, dataset, config: TrainConfig) -> None:
+    """A preference objective needs a causal LM and preference pairs; they are trained on nothing else."""
+    if config.objective == "sft":
+        return
+    if spec.task != "causal_lm":
+        raise ConfigError(
+            f"trainer.objective={config.objective}: preference tuning is for causal LMs, not model.task={spec.task}"
+        )
+    if dataset.format != "preference":
+        raise ConfigError(
+            f"trainer.objective={config.objective} trains on preference pairs (prompt, chosen, rejected), "
+            f"not {dataset.format!r} data; use trainer.objective=sft, or a preference dataset"
+        )
+    if config.batching == "packing":
+        raise ConfigError(f"trainer.batching=packing: not with trainer.objective={config.objective}; "
+                          "use group_by_length (pairs of similar length are batched together)")  # fmt: skip
+    if config.truncation_side != "left":
+        raise ConfigError(
+            f"trainer.truncation_side={config.truncation_side!r}: not with trainer.objective={config.objective}; "
+            "an over-long pair's prompt is cut from the left (its end, next to the responses, is kept)"
+        )
+
+
+def setup_data(
+    dataset, tokenizer, spec: ModelSpec, config: TrainConfig, packed_layout: str = "block_mask"
+) -> TrainData:
+    """Tokenise (through the cache) and batch the train split; tokenise validation when evaluating.
+
+    Args:
+        packed_layout: with `trainer.batching=packing`, how batches keep packed examples apart
+            (`modelops.train.packing.LAYOUTS`; `packing.packed_layout(model)` chooses it for a model).
+    """
     config = check_task(spec, dataset, config)
+    if config.objective != "sft":
+        return _pairs(dataset, tokenizer, spec, config)
     build = _classification if spec.task == "seq_cls" else _causal_lm
-    train = build(dataset, "train", tokenizer, spec, config, config.batching == "packing")
+    train = build(dataset, "train", tokenizer, spec, config, config.batching == "packing", packed_layout)
     splits = {"train": train}
-    if config.eval_every:
-        splits["validation"] = build(dataset, "validation", tokenizer, spec, config, False)
+    if config.eval_every:  # never packed
+        splits["validation"] = build(dataset, "validation", tokenizer, spec, config, False, packed_layout)
     validation = splits["validation"].rows if config.eval_every else None
     eval_collate = splits["validation"].collate if config.eval_every else None
     loader = train_loader(train.rows, train.collate, config.batch_size, config.seed, config.batching)
@@ -147,6 +182,8 @@ def _cached(dataset, split: str, tokenizer, spec, config, packing: bool, build):
     loss_on = config.loss_on if spec.task == "causal_lm" else None
     key = tokenization_key(dataset.fingerprint(split), tokenizer, dataset.format, spec.max_length, loss_on, packing)
     key = {**key, "too_long": config.too_long}
+    if dataset.format == "preference":  # pairs, or their chosen side for SFT: not the same rows
+        key = {**key, "pairs": config.objective != "sft"}
     if spec.task == "seq_cls":
         key = {**key, "labels": dataset.labels}  # the label ids are part of the rows
     else:
@@ -174,7 +211,7 @@ def _report(dataset, split: str, tokenized, spec, config) -> dict[str, Any]:
     return report
 
 
-def _classification(dataset, split, tokenizer, spec, config, packing) -> _Split:
+def _classification(dataset, split, tokenizer, spec, config, packing, layout) -> _Split:
     def build():
         locate = _locate(dataset, split)
         labels = dataset.label2id
@@ -186,14 +223,19 @@ def _classification(dataset, split, tokenizer, spec, config, packing) -> _Split:
     return _Split(rows, classification_collator(tokenizer), hit, "", report)
 
 
-def _causal_lm(dataset, split, tokenizer, spec, config, packing) -> _Split:
+def _causal_lm(dataset, split, tokenizer, spec, config, packing, layout) -> _Split:
     from modelops.train.packing import causal_lm_collator, pack
     from modelops.train.sft import tokenize_causal_lm
 
     def build():
+        table, fmt = dataset[split], dataset.format
+        if fmt == "preference":
+            from modelops.train.preference import chosen_as_sft
+
+            table, fmt = chosen_as_sft(table)  # row for row: each keeps its place
         return tokenize_causal_lm(
-            dataset[split], dataset.format, tokenizer, spec.max_length, loss_on=config.loss_on,
-            too_long=config.too_long, truncation_side=config.truncation_side, locate=_locate(dataset, split),
+            table, fmt, tokenizer, spec.max_length, loss_on=config.loss_on, too_long=config.too_long,
+            truncation_side=config.truncation_side, locate=_locate(dataset, split),
         )  # fmt: skip
 
     # Rows are cached unpacked too: the too_long report is read from their bookkeeping columns.
@@ -211,9 +253,32 @@ def _causal_lm(dataset, split, tokenizer, spec, config, packing) -> _Split:
 
     # The eager attention adds the mask to the scores: it needs an additive float mask, not a boolean one.
     mask_dtype = getattr(torch, spec.dtype) if packing and spec.attn_implementation == "eager" else None
-    inner = causal_lm_collator(tokenizer.pad_token_id, packed=packing, mask_dtype=mask_dtype)
+    inner = causal_lm_collator(tokenizer.pad_token_id, packed=packing, layout=layout, mask_dtype=mask_dtype)
     collate = CountingCollator(inner, causal=True)
     return _Split(tokenized.select_columns(model_columns(tokenized)), collate, hit, preview, report)
+
+
+def _pairs(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainData:
+    """Preference pairs: tokenised (cached), batched by length, both sides of a pair in one batch."""
+    from modelops.train.preference import PairCollator, preview_pairs, tokenize_pairs
+
+    def tokenized(split: str):
+        def build():
+            return tokenize_pairs(dataset[split], tokenizer, spec.max_length, config.too_long, _locate(dataset, split))
+
+        return _cached(dataset, split, tokenizer, spec, config, False, build)
+
+    hits: dict[str, bool] = {}
+    train, hits["train"] = tokenized("train")
+    preview = preview_pairs(train, tokenizer, config.preview_examples) if config.preview_examples else ""
+    collate = PairCollator(tokenizer.pad_token_id)
+    validation = None
+    if config.eval_every:
+        validation, hits["validation"] = tokenized("validation")
+    loader = train_loader(train, collate, config.batch_size, config.seed, config.batching)
+    # Pairs count what too_long did in their own warnings (`preference.tokenize_pairs`), not in a report.
+    evaluated = collate if validation else None
+    return TrainData(loader, loader.batch_sampler, validation, evaluated, hits, preview, tokenize_report={})
 
 
 def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> str:
@@ -227,8 +292,10 @@ def preview_text(dataset, spec: ModelSpec, config: TrainConfig, n: int = 3) -> s
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
     if spec.task == "causal_lm":
         shown = dataclasses.replace(config, preview_examples=n)
-        return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing").preview
-    tokenized = _classification(dataset, "train", tokenizer, spec, config, False).rows
+        if config.objective != "sft":
+            return _pairs(dataset, tokenizer, spec, shown).preview
+        return _causal_lm(dataset, "train", tokenizer, spec, shown, config.batching == "packing", "block_mask").preview
+    tokenized = _classification(dataset, "train", tokenizer, spec, config, False, "block_mask").rows
     names = dataset.labels or []
     rows = tokenized.select(range(min(n, len(tokenized))))
     return "\n".join(

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from modelops.models.labels import IGNORE_INDEX
 from modelops.train.batching import eval_batches
 from modelops.train.config import TrainConfig
+from modelops.train.record import JobRecord
+
+if TYPE_CHECKING:
+    from modelops.train.checkpoint import LoopState
+    from modelops.train.metrics_log import MetricsLog
 
 _BATCH_KEYS = ("num_tokens", "num_targets", "labels")
 
@@ -23,7 +30,7 @@ def loss_sum(model, batch: dict[str, Any], causal: bool):
     labels = batch["labels"]
     if causal:
         shifted = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-        return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum"), logits
+        return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"), logits
     return F.cross_entropy(logits.float(), labels, reduction="sum"), logits
 
 
@@ -85,3 +92,57 @@ def improved(value: float, best: float | None, higher_is_better: bool) -> bool:
     if best is None:
         return True
     return value > best if higher_is_better else value < best
+
+
+class EvalSchedule:
+    """Evaluation during training: every `eval_every` steps and at the end; best tracking and early stopping.
+
+    The best metric, its step and the count of evaluations without improvement live in the loop's
+    `LoopState`, so they survive a resume.
+
+    Args:
+        accelerator, model: the prepared model.
+        validation, collate: the tokenised validation split and its collator (None without `eval_every`).
+        config: the evaluation settings (`eval_every`, `eval_metric`, `early_stopping_patience`, `keep_best`...).
+        causal: causal LM (perplexity) or classifier (accuracy/F1).
+        num_labels: the classifier's label count.
+        log: where the `eval_*` rows go.
+        record: `job.json`, which gets an event per evaluation.
+        save_best: called after an improvement when `keep_best` is set.
+        score: computes the metrics instead of `evaluate` (a preference objective's `validate`), or None.
+    """
+
+    def __init__(self, accelerator, model, validation, collate, config: TrainConfig, causal: bool, num_labels: int,
+                 log: MetricsLog, record: JobRecord, save_best: Callable[[str], None],
+                 score: Callable[[], dict[str, float]] | None = None):  # fmt: skip
+        self.accelerator, self.model, self.validation, self.collate = accelerator, model, validation, collate
+        self.config, self.causal, self.num_labels = config, causal, num_labels
+        self.log, self.record, self.save_best, self.score = log, record, save_best, score
+        self.stopped_early = False
+
+    def due(self, step: int, last: bool) -> bool:
+        every = self.config.eval_every
+        return bool(every) and (step % every == 0 or last)
+
+    def __call__(self, state: LoopState) -> None:
+        """Evaluate at `state.step`, update the best in `state`, and decide on early stopping."""
+        config = self.config
+        if self.score is not None:
+            metrics = self.score()
+        else:
+            metrics = evaluate(self.accelerator, self.model, self.validation, self.collate, config, self.causal,
+                               self.num_labels)  # fmt: skip
+        self.log.write({"step": state.step, **{f"eval_{k}": v for k, v in metrics.items()}})
+        value = metrics[config.eval_metric]
+        if improved(value, state.best_metric, config.higher_is_better):
+            state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+            if config.keep_best:
+                self.save_best(config.eval_metric)
+        else:
+            state.bad_evals += 1
+            patience = config.early_stopping_patience
+            if patience and state.bad_evals >= patience:
+                self.stopped_early = True
+                self.record.event("early stopping", step=state.step, best_step=state.best_step,
+                                  best_metric=state.best_metric)  # fmt: skip
+        self.record.event("evaluated", step=state.step, **metrics)

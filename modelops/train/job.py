@@ -30,28 +30,55 @@ def _model_node(model: Any, dataset=None) -> dict[str, Any]:
 
     A plain reference (alias, path, hub id) gets its task from the data: a classifier for
     classification rows, a causal LM for text, completion, instruction and chat rows.
+
+    Raises:
+        ModelError: for a reference that names no model (checked here, so a job never starts on it).
     """
-    if isinstance(model, dict):
-        return dict(model)
+    from modelops.models.resolve import model_option, reference_kind
+
+    node = dict(model) if isinstance(model, dict) else model_option(str(model))
+    if node is None:
+        fmt = getattr(dataset, "format", "classification")
+        task = "seq_cls" if fmt == "classification" else "causal_lm"
+        node = {"_target_": "modelops.models.spec.ModelSpec", "name_or_path": str(model), "task": task}
+    if isinstance(node.get("name_or_path"), str):
+        reference_kind(node["name_or_path"])
+    return node
+
+
+def _tracking_node(tracking: str | dict) -> dict[str, Any]:
+    """The `tracking` node with its store URI fixed now (this process's env and cwd), checked at once."""
+    from omegaconf import OmegaConf
+
+    from modelops.config.build import instantiate
     from modelops.config.paths import conf_dir
+    from modelops.registry.settings import store_uri
+    from modelops.registry.store import check_store
 
-    option = conf_dir() / "model" / f"{model}.yaml"
-    if option.is_file():
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(OmegaConf.load(option))
-    fmt = getattr(dataset, "format", "classification")
-    task = "seq_cls" if fmt == "classification" else "causal_lm"
-    return {"_target_": "modelops.models.spec.ModelSpec", "name_or_path": str(model), "task": task}
+    if isinstance(tracking, dict):
+        node = dict(tracking)
+    else:
+        options = sorted(p.stem for p in (conf_dir() / "tracking").glob("*.yaml"))
+        if tracking not in options:
+            raise ConfigError(f"FineTuningJob: tracking={tracking!r} is not one of {options}")
+        node = OmegaConf.to_container(OmegaConf.load(conf_dir() / "tracking" / f"{tracking}.yaml"))
+    settings = instantiate(node, "tracking")
+    if settings.enabled:
+        node["uri"] = store_uri(settings.uri)
+        check_store(node["uri"])  # an unreachable server fails here, not later in the training process
+    return node
 
 
 def _trainer_node(options: dict[str, Any]) -> dict[str, Any]:
+    """`conf/trainer/default.yaml` with `options` over it: the node the CLI's `trainer=default` composes."""
+    from modelops.config.options import conf_node
+
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(f"FineTuningJob: unknown trainer option(s) {unknown}; known: {sorted(known)}")
     TrainConfig(**{k: v for k, v in options.items() if k != "optimizer"})  # impossible values fail here, at once
-    return {"_target_": "modelops.train.config.TrainConfig", **options}
+    return {**conf_node("trainer", "default"), **options}
 
 
 class FineTuningJob:
@@ -62,24 +89,41 @@ class FineTuningJob:
             directory, a hub id, or a config node (dict with `_target_`). The task (classifier or
             causal LM) comes from the option, else from the dataset's format.
         dataset: a `modelops.Dataset` with a `train` split.
-        epochs: passes over the training data.
-        learning_rate: peak learning rate.
+        epochs: passes over the training data (default: `conf/trainer/default.yaml`'s).
+        learning_rate: peak learning rate (default: `conf/trainer/default.yaml`'s).
         output_dir: the run directory (default `outputs/jobs/<time>_<random>`).
         num_processes: training processes, started through `accelerate launch` (one per GPU; on a
             machine without GPUs, CPU processes over gloo). `batch_size` is per process.
-        **trainer_options: any other `TrainConfig` field (`batch_size`, `seed`, ...).
+        **trainer_options: any other `TrainConfig` field (`batch_size`, `seed`, ...). Every option not
+            given is the one `conf/trainer/default.yaml` sets, so a job trains as the CLI does.
+        tracking: a `conf/tracking` option (`mlflow`, `none`) or its node: where the job's run is
+            recorded; a successful job registers its model.
+        registry_name: the registered model the job's model becomes the next version of (default:
+            the experiment's name).
+
+    Raises:
+        ConfigError: an unknown or impossible trainer option.
+        ModelError: a model reference that names nothing modelops can load (a hosted API model such as
+            `gpt-4o-mini`, a missing directory); the message lists what is accepted.
     """
 
-    def __init__(self, model: Any = "minilm_cls", dataset=None, epochs: int = 3, learning_rate: float = 5e-5,
-                 output_dir: str | Path | None = None, num_processes: int = 1, **trainer_options: Any):  # fmt: skip
+    def __init__(self, model: Any = "minilm_cls", dataset=None, epochs: int | None = None,
+                 learning_rate: float | None = None, output_dir: str | Path | None = None, num_processes: int = 1,
+                 tracking: str | dict = "mlflow", registry_name: str | None = None,
+                 **trainer_options: Any):  # fmt: skip
         if num_processes < 1:
             raise ConfigError(f"FineTuningJob: num_processes must be >= 1, got {num_processes}")
+        named = {"epochs": epochs, "learning_rate": learning_rate}
+        self.tracking_node = _tracking_node(tracking)
+        self.registry_node = {"_target_": "modelops.registry.settings.RegistryConfig", "name": registry_name}
         self.model_node = _model_node(model, dataset)
-        self.trainer_node = _trainer_node({"epochs": epochs, "learning_rate": learning_rate, **trainer_options})
+        self.trainer_node = _trainer_node({**{k: v for k, v in named.items() if v is not None}, **trainer_options})
         self.dataset = dataset
         self.run_dir = Path(output_dir) if output_dir else _new_run_dir()
         self.num_processes = num_processes
         self._process: subprocess.Popen | None = None
+        self._cancelled = False  # cancel() was called: a worker killed before it could say so was cancelled
+        self._crash: str | None = None  # an exit that could not be written to job.json
 
     @classmethod
     def from_config(cls, cfg, output_dir: str | Path | None = None) -> FineTuningJob:
@@ -90,10 +134,11 @@ class FineTuningJob:
         from modelops.config.validate import validate
 
         validate(cfg)
-        dataset = instantiate(cfg.dataset, "dataset")
+        dataset = instantiate(cfg.dataset, "dataset", cfg.allowed_targets)
         if "sanitize" in cfg.stages:
-            dataset = instantiate(cfg.sanitizer, "sanitizer").sanitize(dataset)
-        job = cls(model=OmegaConf.to_container(cfg.model), dataset=dataset, output_dir=output_dir)
+            dataset = instantiate(cfg.sanitizer, "sanitizer", cfg.allowed_targets).sanitize(dataset)
+        job = cls(model=OmegaConf.to_container(cfg.model), dataset=dataset, output_dir=output_dir,
+                  tracking=OmegaConf.to_container(cfg.tracking), registry_name=cfg.registry.name)  # fmt: skip
         job.trainer_node = OmegaConf.to_container(cfg.trainer)
         return job
 
@@ -107,12 +152,17 @@ class FineTuningJob:
         job = cls.__new__(cls)
         job.model_node, job.trainer_node = spec.get("model", {}), spec.get("trainer", {})
         job.dataset, job.run_dir, job._process, job.num_processes = None, run_dir, None, 1
+        job._cancelled, job._crash = False, None
         return job
 
     # -- control ------------------------------------------------------------------------------
 
     def start(self) -> FineTuningJob:
-        """Write the job's inputs to its run directory and start training in a new process; returns at once."""
+        """Write the job's inputs to its run directory and start training in a new process; returns at once.
+
+        The status stays `queued` until the new process takes the job (`validating`, then `running`), so
+        watch it with ``while not job.done:`` (or `wait()`), not with ``while job.status == "running":``.
+        """
         if self._process is not None or (self.run_dir / "job.json").exists():
             raise JobError(f"job in {self.run_dir} was already started")
         if self.dataset is None:
@@ -122,9 +172,11 @@ class FineTuningJob:
         try:
             JobRecord(self.run_dir / "job.json").update(status="queued")
             self.dataset.save_to_disk(self.run_dir / "data" / "input")
-            write_json(self.run_dir / SPEC_FILE, {"model": self.model_node, "trainer": self.trainer_node})
+            nodes = {"model": self.model_node, "trainer": self.trainer_node, "tracking": self.tracking_node,
+                     "registry": self.registry_node}  # fmt: skip
+            write_json(self.run_dir / SPEC_FILE, nodes)
         except OSError as exc:
-            raise JobError(f"{self.run_dir}: cannot write the run directory ({exc.strerror or exc})") from None
+            raise JobError(f"{self.run_dir}: cannot write the run directory ({exc.strerror or exc})") from exc
         # The child imports modelops from where this process did, installed or not.
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
@@ -146,12 +198,16 @@ class FineTuningJob:
 
     def cancel(self) -> None:
         """Ask the training process to stop (SIGTERM): it finishes its step, writes a checkpoint and
-        ends with status `cancelled`. Running the worker again on the run directory resumes it."""
+        ends with status `cancelled`. Running the worker again on the run directory resumes it.
+
+        A job cancelled before its worker took it over (right after `start()`) ends `cancelled` too.
+        """
         status = self.status
         if status in FINAL:
             raise JobError(f"job in {self.run_dir} already ended ({status}); nothing to cancel")
         pid = self._read().get("pid") or (self._process.pid if self._process else None)
         if pid:
+            self._cancelled = True
             os.kill(pid, signal.SIGTERM)
 
     def wait(self, timeout: float | None = None, poll: float = 0.5) -> str:
@@ -184,18 +240,36 @@ class FineTuningJob:
     def status(self) -> str:
         """`queued`, `validating`, `running`, `succeeded`, `failed` or `cancelled`."""
         status = self._read()["status"]
-        # A process that died without writing a final status (killed, crashed) has failed.
+        # A process that ended without writing a final status was killed before its signal handlers were in
+        # place (a cancel right after start) or died (killed, crashed): it was cancelled or it failed.
         if status not in FINAL and self._process is not None and self._process.poll() is not None:
             time.sleep(0.1)
             status = self._read()["status"]
             if status not in FINAL:
-                error = f"training process exited with code {self._process.returncode} (see train.log)"
-                try:
-                    JobRecord(self.run_dir / "job.json").update(status="failed", error=error)
-                except OSError:  # the run directory cannot be written (a full disk): still report it
-                    self._crash = error
-                return "failed"
+                status = self._record_exit()
         return status
+
+    def _record_exit(self) -> str:
+        code = self._process.returncode
+        if self._cancelled:
+            status, error = "cancelled", "cancelled before training started"
+        else:
+            status, error = "failed", f"training process exited with code {code} (see train.log)"
+        try:
+            JobRecord(self.run_dir / "job.json").update(status=status, error=error)
+        except OSError:  # the run directory cannot be written (a full disk): still report it
+            self._crash = error
+        return status
+
+    @property
+    def done(self) -> bool:
+        """Whether the job has ended: `succeeded`, `failed` or `cancelled`."""
+        return self.status in FINAL
+
+    @property
+    def running(self) -> bool:
+        """Whether the training process is working on the job (status `validating` or `running`)."""
+        return self.status in ("validating", "running")
 
     @property
     def progress(self) -> float:
@@ -208,7 +282,7 @@ class FineTuningJob:
 
     @property
     def error(self) -> str | None:
-        return self._read().get("error") or getattr(self, "_crash", None)
+        return self._read().get("error") or self._crash
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -216,10 +290,19 @@ class FineTuningJob:
 
     @property
     def fine_tuned_model(self) -> Path:
-        """The saved model directory, accepted by `Evaluator` and by plain transformers/peft."""
-        status = self.status
+        """The saved model directory, accepted by `Evaluator` and by plain transformers/peft.
+
+        On a job that has not ended yet this waits for it, as `wait()` does.
+
+        Raises:
+            JobError: the job was never started, or it ended without a model (`failed`, `cancelled`).
+        """
+        if self._process is None and not (self.run_dir / "job.json").exists():
+            raise JobError(f"job in {self.run_dir} was not started: call job.start() first")
+        status = self.wait()
         if status != "succeeded":
-            raise JobError(f"job in {self.run_dir} has no fine-tuned model: status is {status}")
+            error = f": {self.error}" if self.error else ""
+            raise JobError(f"job in {self.run_dir} has no fine-tuned model: status is {status}{error}")
         return self.run_dir / "model"
 
     def __repr__(self) -> str:

@@ -1,30 +1,36 @@
 """The training loop: set up model, data and optimizer with Accelerate, then step.
 
-One loop for CPU, one GPU or many (Accelerate), for classifiers and causal LMs. Gradient
-accumulation is done here, not by Accelerate: the loss of an optimizer step is the sum over all
-its micro-batches divided by the step's total target count, so any split of a step into
-micro-batches (1x8, 8x1) gives the same update.
+One loop for CPU, one GPU or many (Accelerate), for classifiers and causal LMs. `train` sets up
+the parts in order, then `_loop` steps: `_Stepper` (one optimizer step; gradient accumulation is
+done here, not by Accelerate: the loss of a step is the sum over its micro-batches divided by the
+step's total target count, so any split into micro-batches, 1x8 or 8x1, gives the same update),
+`MetricsLog` (where metrics go), `EvalSchedule` (evaluation, best, early stopping) and
+`Checkpointer` (Accelerate's save_state, atomic, keep K).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
-import sys
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from modelops.errors import JobError
-from modelops.io import append_jsonl
 from modelops.log import say
 from modelops.models.spec import ModelSpec
-from modelops.train.checkpoint import LoopState
+from modelops.train.checkpoint import Checkpointer, LoopState
 from modelops.train.config import TrainConfig
+from modelops.train.evaluation import EvalSchedule
+from modelops.train.metrics_log import MetricSink, MetricsLog
 from modelops.train.record import JobRecord
+from modelops.train.stopping import StopRequest, TrainingCancelled
 
 
 @dataclass
@@ -41,15 +47,21 @@ class TrainResult:
     resumed_from: str | None = None
 
 
-def _precision(requested: str, record: JobRecord) -> str:
+def _precision(requested: str, record: JobRecord) -> tuple[str, str]:
+    """The mixed precision to train in, and why: `auto` is bf16 on a GPU that has it, fp32 otherwise."""
     import torch
 
-    if requested != "no" and not torch.cuda.is_available():
+    gpu = torch.cuda.is_available()
+    if requested == "auto":
+        if gpu and torch.cuda.is_bf16_supported():
+            return "bf16", "GPU supports it"
+        return "no", "GPU without bf16" if gpu else "CPU"
+    if requested != "no" and not gpu:
         message = f"trainer.mixed_precision={requested} needs a GPU; training in fp32 on this machine"
         warnings.warn(message, stacklevel=3)
         record.event(message)
-        return "no"
-    return requested
+        return "no", "CPU"
+    return requested, f"trainer.mixed_precision={requested}"
 
 
 def _setup_accelerator(config: TrainConfig, run_dir: Path, record: JobRecord):
@@ -60,22 +72,26 @@ def _setup_accelerator(config: TrainConfig, run_dir: Path, record: JobRecord):
     options: dict[str, Any] = {"log_with": trackers, "project_dir": str(run_dir)} if trackers else {}
     # Without a GPU, Accelerate only sees several torchrun processes (MULTI_CPU over gloo) when told `cpu`.
     options["cpu"] = not torch.cuda.is_available()
-    return Accelerator(mixed_precision=_precision(config.mixed_precision, record), **options)
+    precision, why = _precision(config.mixed_precision, record)
+    # The loop steps the scheduler once per optimizer step itself (not num_processes times, as Accelerate would).
+    accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False, **options)
+    _announce(accelerator, record, f"precision: {'fp32' if precision == 'no' else precision} ({why})")
+    return accelerator
 
 
-def _setup_model(spec: ModelSpec, labels: list[str] | None, seed: int):
-    from modelops.models.loading import load_model, load_tokenizer
+def _setup_model(spec: ModelSpec, labels: list[str] | None, seed: int, liger: bool):
+    from modelops.models.loading import apply_liger, load_model, load_tokenizer
 
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
     model = load_model(spec, labels=labels if spec.task == "seq_cls" else None, seed=seed)
+    if liger:
+        apply_liger(model)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 
 def _setup_optimizer(model, config: TrainConfig, total_steps: int, device):
-    import functools
-
     import torch
     from transformers import get_scheduler
 
@@ -105,12 +121,17 @@ def _resume_key(dataset, spec: ModelSpec, config: TrainConfig, accelerator, tota
         "train_fingerprint": dataset.fingerprint("train"), "model": spec.name_or_path, "max_length": spec.max_length,
         "batch_size": config.batch_size, "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "batching": config.batching, "seed": config.seed, "num_processes": accelerator.num_processes,
-        "total_steps": total_steps,
+        "total_steps": total_steps, "objective": config.objective,
     }  # fmt: skip
 
 
 def train(
-    spec: ModelSpec, dataset, config: TrainConfig, run_dir: str | Path, record: JobRecord | None = None
+    spec: ModelSpec,
+    dataset,
+    config: TrainConfig,
+    run_dir: str | Path,
+    record: JobRecord | None = None,
+    metric_sinks: Sequence[MetricSink] = (),
 ) -> TrainResult:
     """Fine-tune `spec` on `dataset["train"]`, write `metrics.jsonl`, checkpoints and `model/` in `run_dir`.
 
@@ -121,6 +142,8 @@ def train(
         config: the loop's settings.
         run_dir: the run directory (only the main process writes to it).
         record: the run's `job.json` writer, updated with progress and events.
+        metric_sinks: more places for every metrics row (called on the main process), beside
+            `metrics.jsonl` and the `trainer.log_with` trackers.
 
     Raises:
         TrainingCancelled: on SIGTERM/SIGINT, after writing a checkpoint.
@@ -128,8 +151,7 @@ def train(
     """
     from accelerate.utils import set_seed
 
-    from modelops.train.checkpoint import resolve_resume
-    from modelops.train.data import check_task, setup_data
+    from modelops.train.data import check_task
 
     run_dir = Path(run_dir)
     record = record or JobRecord(run_dir / "job.json")
@@ -137,34 +159,94 @@ def train(
     accelerator = _setup_accelerator(config, run_dir, record)
     record.enabled = record.enabled and accelerator.is_main_process
     set_seed(config.seed)
-    model, tokenizer = _setup_model(spec, dataset.labels, config.seed)
-    # The data needs the tokenizer; the step count needs the loader; the scheduler needs the step count.
-    data = setup_data(dataset, tokenizer, spec, config)
-    _show_preview(accelerator, data, run_dir, record)
-    model, loader = accelerator.prepare(model, data.loader)
-    if len(loader) == 0:
-        raise JobError("the train split gives no batch on this process")
-    steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
-    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    model, tokenizer = _setup_model(spec, dataset.labels, config.seed, config.liger)
+    # The data needs the tokenizer; the step count needs the sharded loader; the scheduler needs the step count.
+    data, loader = _setup_data(accelerator, dataset, tokenizer, model, spec, config, run_dir, record)
+    total_steps = config.max_steps or math.ceil(len(loader) / config.gradient_accumulation_steps) * config.epochs
     optimizer, scheduler = _setup_optimizer(model, config, total_steps, accelerator.device)
-    optimizer = accelerator.prepare(optimizer)
+    loss_step = _setup_objective(accelerator, model, spec, config)  # before prepare: the reference is the initial model
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if config.compile:
+        # In place (Module.compile): parameter names and checkpoints stay those of the plain model. Not
+        # Accelerate's dynamo_backend: that is process-wide state, fixed by the first Accelerator made.
+        model.compile()
     state = LoopState(key=_resume_key(dataset, spec, config, accelerator, total_steps))
-    checkpoint = resolve_resume(config.resume, run_dir)
-    if checkpoint is not None:
-        state = _resume(checkpoint, state, accelerator, model, optimizer, scheduler, record)
-    else:
+    checkpoints = Checkpointer(accelerator, model, state, run_dir, config.keep_checkpoints)
+    resumed_from = _resume(checkpoints, config.resume, run_dir, record)
+    if resumed_from is None:
         set_seed(config.seed, device_specific=True)  # per-process dropout streams
-    run = _Run(accelerator, model, optimizer, scheduler, loader, data, spec, config, run_dir, record, total_steps)
-    loss = run.loop(state, dataset.labels)
-    model_dir = _finish(run, tokenizer, spec, dataset, state)
+    stepper = _Stepper(accelerator, model, optimizer, scheduler, spec.task == "causal_lm", config.max_grad_norm,
+                       loss_step)  # fmt: skip
+    log = _setup_logging(accelerator, config, spec, run_dir, record, total_steps, state.step, metric_sinks)
+    evaluation = EvalSchedule(accelerator, model, data.validation, data.eval_collate, config, stepper.causal,
+                              len(dataset.labels or []), log, record, checkpoints.save_best,
+                              _pair_scorer(loss_step, accelerator, model, data, config))  # fmt: skip
+    record.update(status="running", total_steps=total_steps)
+    record.event("training started", total_steps=total_steps, from_step=state.step,
+                 trainable_parameters=_trainable(model), processes=accelerator.num_processes)  # fmt: skip
+    windows = _windows(accelerator, loader, data.sampler, state, config.gradient_accumulation_steps)
+    _loop(state, windows, stepper, log, evaluation, checkpoints, config, total_steps, record)
+    log.close()
+    model_dir = _finish(accelerator, model, tokenizer, spec, dataset, config, state, checkpoints, record, run_dir)
     return TrainResult(
-        model_dir=model_dir, steps=state.step, final_loss=loss, tokens_per_second=run.tokens_per_second(),
-        best_step=state.best_step, best_metric=state.best_metric, stopped_early=run.stopped_early,
-        resumed_from=str(checkpoint) if checkpoint else None,
+        model_dir=model_dir, steps=state.step, final_loss=stepper.last_loss,
+        tokens_per_second=stepper.tokens_per_second(), best_step=state.best_step, best_metric=state.best_metric,
+        stopped_early=evaluation.stopped_early, resumed_from=str(resumed_from) if resumed_from else None,
     )  # fmt: skip
 
 
-def _show_preview(accelerator, data, run_dir: Path, record: JobRecord) -> None:
+def _loop(state: LoopState, windows: Iterator[list[dict[str, Any]]], stepper: _Stepper, log: MetricsLog,
+          evaluation: EvalSchedule, checkpoints: Checkpointer, config: TrainConfig, total_steps: int,
+          record: JobRecord) -> None:  # fmt: skip
+    """Step until the step budget, early stopping or a stop signal (which checkpoints, then raises)."""
+    stepper.model.train()  # from_pretrained gives a model in eval mode: dropout on from here
+    with StopRequest() as stop:
+        while state.step < total_steps and not evaluation.stopped_early:
+            loss = stepper.step(next(windows))
+            state.step += 1
+            log.stepped()
+            last = state.step >= total_steps
+            if state.step % config.log_every == 0 or last:
+                value = stepper.loss_value(loss, state.step)
+                log.train(state.step, state.epoch, value, stepper.lr(), stepper.tokens_per_second(), stepper.metrics())
+            if evaluation.due(state.step, last):
+                with stepper.paused():
+                    evaluation(state)
+            if stop.requested_anywhere(stepper.accelerator):
+                _checkpoint(checkpoints, stepper, loss, record)
+                raise TrainingCancelled(f"{stop.signal_name or 'signal'}: checkpoint at step {state.step}")
+            if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+                _checkpoint(checkpoints, stepper, loss, record)
+
+
+def _setup_objective(accelerator, model, spec: ModelSpec, config: TrainConfig):
+    """The loss step of a preference objective (None for SFT: the stepper's own loss)."""
+    if config.objective == "sft":
+        return None
+    from modelops.train.preference import preference_step
+
+    return preference_step(model, spec.peft is not None, config.objective, config.beta, config.label_smoothing,
+                           config.simpo_gamma, accelerator.device, accelerator.unwrap_model,
+                           accelerator.autocast)  # fmt: skip
+
+
+def _pair_scorer(loss_step, accelerator, model, data, config: TrainConfig):
+    """A preference objective scores its own validation pairs (loss, reward accuracy and margin); None for SFT."""
+    if loss_step is None or data.validation is None:
+        return None
+    return functools.partial(loss_step.validate, accelerator, model, data.validation, data.eval_collate,
+                             config.eval_batch_size)  # fmt: skip
+
+
+def _setup_data(accelerator, dataset, tokenizer, model, spec: ModelSpec, config: TrainConfig, run_dir: Path, record):
+    """Tokenised, batched data (shown in the preview) and its loader prepared for this process."""
+    from modelops.train.data import setup_data
+    from modelops.train.packing import packed_layout
+
+    layout = packed_layout(model) if config.batching == "packing" else "block_mask"
+    if config.batching == "packing":
+        _announce(accelerator, record, f"packing: {layout} layout ({_LAYOUT_WHY[layout]})")
+    data = setup_data(dataset, tokenizer, spec, config, layout)
     record.event("data ready", cache_hits=data.cache_hits, train_batches=len(data.loader))
     if accelerator.is_main_process:
         from modelops.train.data import save_tokenize_report
@@ -176,13 +258,48 @@ def _show_preview(accelerator, data, run_dir: Path, record: JobRecord) -> None:
         with atomic_path(run_dir / "data" / "train_preview.txt") as tmp:
             tmp.write_text(data.preview + "\n")
         say(data.preview)
+    loader = accelerator.prepare(data.loader)
+    if len(loader) == 0:
+        raise JobError("the train split gives no batch on this process")
+    return data, loader
 
 
-def _resume(checkpoint: Path, fresh: LoopState, accelerator, model, optimizer, scheduler, record) -> LoopState:
-    from modelops.train.checkpoint import load_checkpoint
+_LAYOUT_WHY = {
+    "flat": "flash attention, varlen kernels, no padding",
+    "position_ids": "no mask: transformers keeps examples apart by position_ids",
+    "block_mask": "this model ignores restarting position_ids: explicit block-diagonal mask",
+}
 
-    state = load_checkpoint(checkpoint, accelerator, model, optimizer, scheduler)
-    changed = {k: (state.key.get(k), v) for k, v in fresh.key.items() if state.key.get(k) != v}
+
+def _announce(accelerator, record: JobRecord, message: str) -> None:
+    """A setup choice, printed once and kept in job.json (by the main process only)."""
+    if accelerator.is_main_process:
+        record.event(message)
+        say(message)
+
+
+def _setup_logging(accelerator, config: TrainConfig, spec: ModelSpec, run_dir: Path, record: JobRecord,
+                   total_steps: int, initial_step: int, extra: Sequence[MetricSink]) -> MetricsLog:  # fmt: skip
+    from modelops.train.metrics_log import jsonl_sink, tracker_sink
+
+    sinks = [jsonl_sink(run_dir / "metrics.jsonl"), *extra]
+    if config.trackers:
+        flat = {k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, int | float | str | bool)}
+        accelerator.init_trackers("modelops", config={**flat, "model": spec.name_or_path})
+        sinks.append(tracker_sink(accelerator))
+    return MetricsLog(sinks, record, total_steps, initial_step, accelerator.is_main_process)
+
+
+def _resume(checkpoints: Checkpointer, resume: str | None, run_dir: Path, record: JobRecord) -> Path | None:
+    """Restore the checkpoint `trainer.resume` points to, if any, and check that it belongs to this run."""
+    from modelops.train.checkpoint import resolve_resume
+
+    checkpoint = resolve_resume(resume, run_dir)
+    if checkpoint is None:
+        return None
+    state, fresh = checkpoints.state, dict(checkpoints.state.key)
+    checkpoints.load(checkpoint)
+    changed = {k: (state.key.get(k), v) for k, v in fresh.items() if state.key.get(k) != v}
     if changed:
         detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise JobError(
@@ -190,87 +307,68 @@ def _resume(checkpoint: Path, fresh: LoopState, accelerator, model, optimizer, s
             "use a new run directory or trainer.resume=null"
         )
     record.event("resumed", checkpoint=str(checkpoint), step=state.step, epoch=state.epoch)
-    return state
+    return checkpoint
 
 
-def _finish(run: _Run, tokenizer, spec: ModelSpec, dataset, state: LoopState) -> Path:
-    from modelops.train.checkpoint import load_trainable
+def _windows(accelerator, loader, sampler, state: LoopState, size: int) -> Iterator[list[dict[str, Any]]]:
+    """The micro-batches of each optimizer step, epoch after epoch, from the data position in `state`."""
+    while True:
+        # A new, seeded order each epoch. Accelerate's loader keeps its own epoch counter and sets it on
+        # the sampler when iterated, so both are set (the sampler also by reference: a wrapper may hide it).
+        loader.set_epoch(state.epoch)
+        epoch = loader
+        if state.batches_in_epoch:  # resuming mid-epoch: the same order, without what was done
+            epoch = accelerator.skip_first_batches(loader, state.batches_in_epoch)
+        sampler.set_epoch(state.epoch)
+        batches = iter(epoch)
+        while window := list(islice(batches, size)):
+            state.batches_in_epoch += len(window)
+            yield window
+        state.epoch, state.batches_in_epoch = state.epoch + 1, 0  # the next epoch starts from its first batch
+
+
+def _checkpoint(checkpoints: Checkpointer, stepper: _Stepper, loss, record: JobRecord) -> None:
+    with stepper.paused():
+        stepper.loss_value(loss, checkpoints.state.step)  # never checkpoint weights a NaN has reached
+        path = checkpoints.save()
+    record.event("checkpoint saved", step=checkpoints.state.step, path=str(path))
+
+
+def _finish(accelerator, model, tokenizer, spec: ModelSpec, dataset, config: TrainConfig, state: LoopState,
+            checkpoints: Checkpointer, record: JobRecord, run_dir: Path) -> Path:  # fmt: skip
     from modelops.train.output import save_model
 
-    config = run.config
-    best = run.run_dir / "checkpoints" / "best" / "model.safetensors"
-    if config.keep_best and best.exists():
-        load_trainable(run.accelerator.unwrap_model(run.model), best)
-        run.record.event("model/ holds the best evaluation", step=state.best_step, metric=state.best_metric)
+    if config.keep_best and checkpoints.restore_best():
+        record.event("model/ holds the best evaluation", step=state.best_step, metric=state.best_metric)
     info = {
         "best_step": state.best_step if config.keep_best else None, "steps": state.step,
-        "loss_on": config.loss_on if spec.task == "causal_lm" else None,
+        "loss_on": config.loss_on if spec.task == "causal_lm" else None, "objective": config.objective,
         "merged": bool(config.merge_adapter and spec.peft is not None),
     }  # fmt: skip
-    model_dir = save_model(run.accelerator, run.model, tokenizer, spec, dataset, run.run_dir, info)
-    run.record.event("model saved", model_dir=str(model_dir))
-    run.accelerator.end_training()
+    model_dir = save_model(accelerator, model, tokenizer, spec, dataset, run_dir, info)
+    record.event("model saved", model_dir=str(model_dir))
+    accelerator.end_training()
     return model_dir
 
 
-class _Run:
-    """The loop's moving parts; `loop` steps until the step budget, early stopping or a stop signal."""
+class _Stepper:
+    """One optimizer step over a window of micro-batches, and the throughput of all steps so far.
 
-    def __init__(self, accelerator, model, optimizer, scheduler, loader, data, spec, config, run_dir, record, total):
+    Gradient accumulation: the loss of a step is the sum over its micro-batches divided by the
+    step's target count over all processes, so any split of a step gives the same update.
+    """
+
+    def __init__(self, accelerator, model, optimizer, scheduler, causal: bool, max_grad_norm: float | None,
+                 loss_step=None):  # fmt: skip
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
-        self.loader, self.data, self.spec, self.config = loader, data, spec, config
-        self.run_dir, self.record, self.total_steps = run_dir, record, total
-        self.causal = spec.task == "causal_lm"
-        self.stopped_early = False
-        self.tokens, self.paused, self.started = 0, 0.0, time.perf_counter()
+        self.causal, self.max_grad_norm = causal, max_grad_norm
+        # A preference objective's step (modelops.train.preference): the summed loss of a batch, and its metrics.
+        self.loss_step = loss_step
+        self.tokens, self.idle, self.started = 0, 0.0, time.perf_counter()
         self.last_loss = float("nan")
 
-    # -- the loop -----------------------------------------------------------------------------
-
-    def loop(self, state: LoopState, labels: list[str] | None) -> float:
-        from tqdm.auto import tqdm
-
-        from modelops.train.stopping import StopRequest
-
-        self.state, self.num_labels = state, len(labels or [])
-        self._start_trackers()
-        self.record.update(status="running", total_steps=self.total_steps)
-        self.record.event("training started", total_steps=self.total_steps, from_step=state.step,
-                          trainable_parameters=_trainable(self.model),
-                          processes=self.accelerator.num_processes)  # fmt: skip
-        show = self.accelerator.is_main_process and sys.stderr.isatty()
-        self.bar = tqdm(total=self.total_steps, initial=state.step, desc="train", disable=not show)
-        self.model.train()
-        with StopRequest() as self.stop:
-            while state.step < self.total_steps and not self.stopped_early:
-                self._epoch()
-        self.bar.close()
-        return self.last_loss
-
-    def _epoch(self) -> None:
-        state, ga = self.state, self.config.gradient_accumulation_steps
-        # A new, seeded order each epoch. Accelerate's loader keeps its own epoch counter and sets it
-        # on the sampler when iterated, so both are set (the sampler also by reference: a wrapper may hide it).
-        self.loader.set_epoch(state.epoch)
-        loader = self.loader
-        if state.batches_in_epoch:  # resuming mid-epoch: the same order, without what was done
-            loader = self.accelerator.skip_first_batches(loader, state.batches_in_epoch)
-        self.data.sampler.set_epoch(state.epoch)
-        batches = iter(loader)
-        while state.step < self.total_steps and not self.stopped_early:
-            window = list(islice(batches, ga))
-            if not window:  # the epoch is done: the next one starts from its first batch
-                state.epoch, state.batches_in_epoch = state.epoch + 1, 0
-                return
-            loss = self._step(window)
-            state.step += 1
-            state.batches_in_epoch += len(window)
-            self._after_step(loss)
-
-    def _step(self, window: list[dict[str, Any]]):
-        """One optimizer step over `window` micro-batches; returns this process's share of the mean loss."""
-        import contextlib
-
+    def step(self, window: list[dict[str, Any]]):
+        """Step over `window`; return this process's share of the mean loss (a tensor: reading it syncs)."""
         import torch
 
         from modelops.train.evaluation import loss_sum
@@ -285,131 +383,50 @@ class _Run:
         for i, batch in enumerate(window):
             last = i == len(window) - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(self.model):
-                loss = loss_sum(self.model, batch, self.causal)[0] * scale
+                if self.loss_step:
+                    loss = self.loss_step(self.model, batch) * scale
+                else:
+                    loss = loss_sum(self.model, batch, self.causal)[0] * scale
                 accelerator.backward(loss)
             total += loss.detach()
             self.tokens += int(batch["num_tokens"])
-        if self.config.max_grad_norm:
-            accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        if self.max_grad_norm:
+            accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
         self.optimizer.step()
         if not self.optimizer.step_was_skipped:  # fp16: an overflowing step changes nothing, the LR neither
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total / accelerator.num_processes
 
-    def _after_step(self, loss) -> None:
-        step, config = self.state.step, self.config
-        self.bar.update(1)
-        last = step >= self.total_steps
-        if step % config.log_every == 0 or last:
-            self._log(loss)
-        if config.eval_every and (step % config.eval_every == 0 or last):
-            self._paused(self._evaluate)
-        if self._stop_requested():
-            self._paused(self._checkpoint, loss)
-            from modelops.train.stopping import TrainingCancelled
-
-            raise TrainingCancelled(f"{self.stop.signal_name or 'signal'}: checkpoint at step {step}")
-        if config.checkpoint_every and step % config.checkpoint_every == 0:
-            self._paused(self._checkpoint, loss)
-
-    # -- logging, evaluation, checkpoints -----------------------------------------------------
-
-    def tokens_per_second(self) -> float:
-        elapsed = time.perf_counter() - self.started - self.paused
-        return self.tokens * self.accelerator.num_processes / max(elapsed, 1e-9)
-
-    def _paused(self, action, *args) -> None:
-        """Run `action` with its time left out of tokens/s."""
-        started = time.perf_counter()
-        action(*args)
-        self.paused += time.perf_counter() - started
-
-    def _loss_value(self, loss) -> float:
-        # Reading the loss forces a device sync: only on logging, evaluation and checkpoint steps.
+    def loss_value(self, loss, step: int) -> float:
+        """The mean loss over all processes (a device sync: only on logging and checkpoint steps)."""
         value = (
             self.accelerator.reduce(loss.detach(), "sum").item() if self.accelerator.num_processes > 1 else loss.item()
         )
         if not math.isfinite(value):
-            raise JobError(
-                f"loss became {value} at step {self.state.step}: lower trainer.learning_rate or check the data"
-            )
+            raise JobError(f"loss became {value} at step {step}: lower trainer.learning_rate or check the data")
         self.last_loss = value
         return value
 
-    def _log(self, loss) -> None:
-        value, step = self._loss_value(loss), self.state.step
-        row = {
-            "step": step, "epoch": self.state.epoch, "loss": value, "lr": self.scheduler.get_last_lr()[0],
-            "tokens_per_s": self.tokens_per_second(),
-        }  # fmt: skip
-        self._write_row(row)
-        if self.accelerator.is_main_process and not sys.stderr.isatty():
-            say(f"step {step}/{self.total_steps} loss {value:.4f} lr {row['lr']:.2e} tok/s {row['tokens_per_s']:.0f}")
-        self.bar.set_postfix(loss=f"{value:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
-        self.record.update(progress=step / self.total_steps, tokens_per_s=row["tokens_per_s"], last_loss=value)
+    def metrics(self) -> dict[str, float]:
+        """The objective's own metrics since the last logged step (preference rewards; none for SFT)."""
+        return self.loss_step.metrics(self.accelerator) if self.loss_step else {}
 
-    def _write_row(self, row: dict[str, Any]) -> None:
-        if self.accelerator.is_main_process:
-            append_jsonl(self.run_dir / "metrics.jsonl", row)
-        if self.config.trackers:
-            self.accelerator.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
 
-    def _start_trackers(self) -> None:
-        if self.config.trackers:
-            flat = {k: v for k, v in dataclasses.asdict(self.config).items() if isinstance(v, int | float | str | bool)}
-            self.accelerator.init_trackers("modelops", config={**flat, "model": self.spec.name_or_path})
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time of the block (evaluation, checkpoints) out of tokens/s."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.idle += time.perf_counter() - started
 
-    def _evaluate(self) -> None:
-        from modelops.train.evaluation import evaluate, improved
-
-        state, config = self.state, self.config
-        metrics = evaluate(self.accelerator, self.model, self.data.validation, self.data.eval_collate, config,
-                           self.causal, self.num_labels)  # fmt: skip
-        value = metrics[config.eval_metric]
-        self._write_row({"step": state.step, **{f"eval_{k}": v for k, v in metrics.items()}})
-        if improved(value, state.best_metric, config.higher_is_better):
-            state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
-            if config.keep_best:
-                self._save_best()
-        else:
-            state.bad_evals += 1
-            patience = config.early_stopping_patience
-            if patience and state.bad_evals >= patience:
-                self.stopped_early = True
-                self.record.event("early stopping", step=state.step, best_step=state.best_step,
-                                  best_metric=state.best_metric)  # fmt: skip
-        self.record.event("evaluated", step=state.step, **metrics)
-
-    def _save_best(self) -> None:
-        from safetensors.torch import save_file
-
-        from modelops.io import atomic_dir, write_json
-        from modelops.train.checkpoint import trainable_state
-
-        if self.accelerator.is_main_process:
-            with atomic_dir(self.run_dir / "checkpoints" / "best") as tmp:
-                save_file(trainable_state(self.accelerator.unwrap_model(self.model)), str(tmp / "model.safetensors"))
-                write_json(
-                    tmp / "best.json", {"step": self.state.step, self.config.eval_metric: self.state.best_metric}
-                )
-        self.accelerator.wait_for_everyone()
-
-    def _checkpoint(self, loss) -> None:
-        from modelops.train.checkpoint import save_checkpoint
-
-        self._loss_value(loss)  # never checkpoint weights a NaN has reached
-        path = save_checkpoint(self.accelerator, self.model, self.optimizer, self.scheduler, self.state,
-                               self.run_dir, self.config.keep_checkpoints)  # fmt: skip
-        self.record.event("checkpoint saved", step=self.state.step, path=str(path))
-
-    def _stop_requested(self) -> bool:
-        if self.accelerator.num_processes == 1:
-            return self.stop.requested
-        import torch
-
-        flag = torch.tensor(float(self.stop.requested), device=self.accelerator.device)
-        return bool(self.accelerator.reduce(flag, "sum").item() > 0)
+    def tokens_per_second(self) -> float:
+        elapsed = time.perf_counter() - self.started - self.idle
+        return self.tokens * self.accelerator.num_processes / max(elapsed, 1e-9)
 
 
 def _trainable(model) -> int:

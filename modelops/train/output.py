@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.io import atomic_dir, write_json
+from modelops.models.loading import base_model_ref
 from modelops.models.spec import ModelSpec
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")
@@ -23,20 +24,27 @@ def save_model(accelerator, model, tokenizer, spec: ModelSpec, dataset, run_dir:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         net = accelerator.unwrap_model(model)
+        adapter = hasattr(net, "peft_config")  # spec.peft, or a trained adapter whose training continued
         with atomic_dir(model_dir) as tmp:
             net.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
-            if spec.peft is not None and spec.task == "seq_cls":
+            if adapter and spec.task == "seq_cls":
                 _labelled_base(net, spec, tmp, model_dir.resolve())
             write_json(tmp / "modelops.json", {
-                "base_model": spec.name_or_path, "task": spec.task, "labels": dataset.labels,
-                "format": dataset.format, "max_length": spec.max_length, "peft": spec.peft is not None,
+                "base_model": base_model_ref(spec.name_or_path), "continued_from": _continued_from(spec.name_or_path),
+                "task": spec.task, "labels": dataset.labels,
+                "format": dataset.format, "max_length": spec.max_length, "peft": adapter,
                 "data": dataset.lineage(), **info,
             })  # fmt: skip
             if info.get("merged"):
                 _save_merged(net, tokenizer, tmp / "merged")
     accelerator.wait_for_everyone()
     return model_dir
+
+
+def _continued_from(ref: str) -> str | None:
+    """The model training started from when that was itself a trained adapter (a run's model, a registered version)."""
+    return ref if base_model_ref(ref) != ref else None
 
 
 def _labelled_base(net, spec: ModelSpec, tmp: Path, final_dir: Path) -> None:
@@ -49,7 +57,7 @@ def _labelled_base(net, spec: ModelSpec, tmp: Path, final_dir: Path) -> None:
     """
     from modelops.models.resolve import resolve_name_or_path
 
-    source = Path(resolve_name_or_path(spec.name_or_path))
+    source = Path(resolve_name_or_path(base_model_ref(spec.name_or_path)))
     if not source.is_dir():
         return  # a hub id: nothing local to link; the labels still travel in modelops.json
     base = tmp / "base"

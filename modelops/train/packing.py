@@ -1,11 +1,19 @@
 """Packing tokenised causal-LM rows into full-length rows, and collating them into batches.
 
-Packed examples must never see each other: each packed row carries position_ids that restart at 0
-for every example, and the collator turns them into a block-diagonal causal mask of shape
-[batch, 1, L, L]. transformers (5.x) passes a 4D mask to the attention as it is, for Llama and GPT-2
-alike; it does not infer example boundaries from position_ids alone. A boolean mask (True = attend)
-is right for the "sdpa" attention, the default; the "eager" attention adds the mask to the scores, so
-it needs an additive float mask (`mask_dtype=torch.float32`). Flash-attention kernels take no 4D mask.
+Packed examples must never see each other. Each packed row carries position_ids that restart at 0 for
+every example, and the collator keeps the examples apart in one of three layouts (`LAYOUTS`):
+
+- `flat` (flash attention): the batch's packed rows are joined into one row of shape [1, tokens] with
+  no padding and no mask; transformers' flash path reads the example boundaries from position_ids and
+  runs the varlen kernel (it does so only for a batch of one row).
+- `position_ids` (sdpa, eager, flex): rows padded to the batch's longest, no attention mask;
+  transformers (5.x, `masking_utils.find_packed_sequence_indices`) builds its own packed-sequence mask
+  from position_ids, but only when no mask and no KV cache is passed, so these batches carry
+  `use_cache=False`.
+- `block_mask`: the old way, an explicit block-diagonal causal mask [batch, 1, L, L], for models whose
+  masking ignores position_ids (Bloom, with ALiBi, takes none). O(L^2) memory per row and no flash.
+
+`packed_layout` picks the layout for a loaded model by trying the padding-free one on two tiny examples.
 """
 
 from __future__ import annotations
@@ -14,8 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelops.errors import DataError
-
-IGNORE_INDEX = -100
+from modelops.models.labels import IGNORE_INDEX
 
 
 def pack(tokenized, max_length: int):
@@ -99,32 +106,78 @@ def _dataset(table):
     return datasets.Dataset(InMemoryTable(table))
 
 
-def causal_lm_collator(pad_token_id: int, packed: bool = False, *, mask_dtype=None) -> Callable[[list], dict]:
+#: The ways a packed batch keeps its examples apart (see the module docstring).
+LAYOUTS = ("flat", "position_ids", "block_mask")
+
+
+def causal_lm_collator(
+    pad_token_id: int, packed: bool = False, *, layout: str = "position_ids", mask_dtype=None
+) -> Callable[[list], dict]:
     """A collate function for causal-LM rows.
 
     Args:
         pad_token_id: the id padding is filled with (its labels are always -100, whatever the id).
-        packed: rows come from `pack`; the attention mask is then 4D block-diagonal causal.
-        mask_dtype: packed only. None gives a boolean mask (True = attend; right for "sdpa"); a float
+        packed: rows come from `pack` (they carry position_ids restarting at each example).
+        layout: packed only: `flat`, `position_ids` or `block_mask` (see the module docstring).
+        mask_dtype: `block_mask` only. None gives a boolean mask (True = attend; right for "sdpa"); a float
             dtype gives an additive mask (0 or the dtype's minimum), needed by the "eager" attention.
 
     Returns:
-        collate(rows) -> dict of tensors: input_ids, labels, position_ids [batch, L] and attention_mask
-        ([batch, L] of 0/1 unpacked; [batch, 1, L, L] packed). Rows are right-padded to the batch's longest.
+        collate(rows) -> dict: input_ids, labels, position_ids [batch, L] (right-padded to the batch's
+        longest; [1, tokens] for `flat`), and attention_mask ([batch, L] of 0/1 unpacked; [batch, 1, L, L]
+        for `block_mask`; none for the padding-free layouts, which carry `use_cache=False` instead).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
 
     def collate(rows: list[dict[str, Any]]) -> dict:
         import torch
 
         batch = _pad(rows, pad_token_id, packed)
-        if packed:
-            batch.pop("_real")
+        real = batch.pop("_real")
+        if not packed:
+            batch["attention_mask"] = real.to(torch.long)
+        elif layout == "block_mask":
             batch["attention_mask"] = _block_causal_mask(batch["position_ids"], mask_dtype)
         else:
-            batch["attention_mask"] = batch.pop("_real").to(torch.long)
+            if layout == "flat":
+                batch = {k: v[real][None] for k, v in batch.items()}
+            # A KV cache would switch off transformers' packed-sequence detection.
+            batch["use_cache"] = False
         return batch
 
     return collate
+
+
+def packed_layout(model) -> str:
+    """The layout that keeps packed examples apart in `model`: padding-free where its attention allows.
+
+    Flash attention gets `flat`. Otherwise two short examples are run packed (`position_ids` layout) and
+    alone: if the second example's logits agree, the model reads example boundaries from position_ids;
+    if not (or the model takes no position_ids), it needs the explicit `block_mask`.
+    """
+    import torch
+
+    if "flash" in str(model.config._attn_implementation):
+        return "flat"
+    ids = [[5, 9, 7, 3], [11, 4, 6]]
+    rows = [{"input_ids": ids[0] + ids[1], "labels": ids[0] + ids[1], "position_ids": [0, 1, 2, 3, 0, 1, 2]}]
+    batch = causal_lm_collator(0, packed=True, layout="position_ids")(rows)
+    batch.pop("labels")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            packed = model(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}).logits[0, 4:]
+            alone = model(input_ids=torch.tensor([ids[1]], device=device), use_cache=False).logits[0]
+    except (TypeError, ValueError):  # the model takes no position_ids
+        return "block_mask"
+    finally:
+        model.train(was_training)
+    tolerance = 1e-4 if packed.dtype == torch.float32 else 2e-2
+    scale = alone.abs().max().clamp(min=1.0)
+    return "position_ids" if bool(((packed - alone).abs().max() / scale) <= tolerance) else "block_mask"
 
 
 def _pad(rows: list[dict[str, Any]], pad_token_id: int, packed: bool) -> dict:

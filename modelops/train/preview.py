@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-IGNORE_INDEX = -100
+from modelops.models.labels import IGNORE_INDEX
+
 _GREEN, _RESET = "\033[32m", "\033[0m"
 
 

@@ -15,12 +15,10 @@ of ChatML-style turns) is context, not something the model generates, so it carr
 from __future__ import annotations
 
 from modelops.errors import ConfigError
+from modelops.models.labels import IGNORE_INDEX
 from modelops.models.templates import segments
 from modelops.train import truncation
-from modelops.train.truncation import CUT, ROW, SIDES, TOO_LONG, RowError
-
-IGNORE_INDEX = -100
-LOSS_ON = ("answer", "all")
+from modelops.train.truncation import CUT, ROW, RowError
 
 
 def tokenize_causal_lm(
@@ -57,13 +55,13 @@ def tokenize_causal_lm(
         label even when the pad token is the EOS token.
 
     Raises:
-        ConfigError: an unknown `loss_on`/`too_long`/`truncation_side` or a `max_length` below 2.
+        ConfigError: a `max_length` below 2 (`TrainConfig` checks `loss_on`, `too_long` and `truncation_side`).
         DataError: a row too long with too_long="reject", or a row where no token carries loss; the
             message names the row's place.
     """
     import datasets
 
-    _check_options(max_length, loss_on, too_long, truncation_side)
+    _check_options(max_length)
     bos = _bos_to_add(tokenizer)
     # Text rows are all answer; "all" also keeps an EOS written inside the text from ending the loss there.
     mode = "all" if fmt == "text" else loss_on
@@ -99,16 +97,10 @@ def tokenize_causal_lm(
             load_from_cache_file=False, desc="tokenising",
         )  # fmt: skip
     except RowError as exc:
-        raise truncation.row_error(exc, locate) from None
+        raise truncation.row_error(exc, locate) from exc
 
 
-def _check_options(max_length: int, loss_on: str, too_long: str, truncation_side: str) -> None:
-    if loss_on not in LOSS_ON:
-        raise ConfigError(f"loss_on={loss_on!r} is not one of {list(LOSS_ON)}")
-    if too_long not in TOO_LONG:
-        raise ConfigError(f"too_long={too_long!r} is not one of {list(TOO_LONG)}")
-    if truncation_side not in SIDES:
-        raise ConfigError(f"truncation_side={truncation_side!r} is not one of {list(SIDES)}")
+def _check_options(max_length: int) -> None:
     if not isinstance(max_length, int) or max_length < 2:
         raise ConfigError(f"max_length={max_length!r} must be an integer >= 2")
 

@@ -1,4 +1,4 @@
-"""Stopping on SIGTERM/SIGINT at a step boundary, so the run can checkpoint before it ends."""
+"""SIGTERM/SIGINT: stop at once, or (in the training loop) at a step boundary, after a checkpoint."""
 
 from __future__ import annotations
 
@@ -11,14 +11,20 @@ class TrainingCancelled(KeyboardInterrupt):
 
 
 class StopRequest:
-    """While active, SIGTERM/SIGINT only set `requested`; the loop checks it after each step.
+    """While active, SIGTERM/SIGINT are handled here; on exit the previous handlers come back.
 
-    A second signal stops at once (KeyboardInterrupt), for a user who does not want to wait.
+    With `defer=True` (the training loop) a signal only sets `requested`: the loop checks it after
+    each step, checkpoints and raises `TrainingCancelled`. A second signal, or any signal with
+    `defer=False`, stops at once with a `KeyboardInterrupt` naming the signal.
+
+    Args:
+        defer: wait for the loop to ask, instead of interrupting where the program is.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self) -> None:
+    def __init__(self, defer: bool = True) -> None:
+        self.defer = defer
         self.signal_name: str | None = None
         self._previous: dict[int, object] = {}
 
@@ -26,10 +32,20 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signal_name is not None
 
+    def requested_anywhere(self, accelerator) -> bool:
+        """Whether any process got a signal (a collective call: every process makes it, after each step)."""
+        if accelerator.num_processes == 1:
+            return self.requested
+        import torch
+
+        flag = torch.tensor(float(self.requested), device=accelerator.device)
+        return bool(accelerator.reduce(flag, "sum").item() > 0)
+
     def _handle(self, signum, frame) -> None:
-        if self.signal_name is not None:
-            raise KeyboardInterrupt(signal.Signals(signum).name)
-        self.signal_name = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if self.requested or not self.defer:
+            raise KeyboardInterrupt(name)
+        self.signal_name = name
 
     def __enter__(self) -> StopRequest:
         # Signal handlers can only be set from the main thread; elsewhere the defaults stay.

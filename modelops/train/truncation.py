@@ -15,12 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from modelops.errors import DataError
+from modelops.models.labels import IGNORE_INDEX
 
 TOO_LONG = ("truncate", "skip", "reject")
 SIDES = ("left", "right")
 ROW, CUT = "_row", "_cut"
 WHOLE, PROMPT_CUT, END_CUT = 0, 1, 2
-IGNORE_INDEX = -100
 _EXAMPLES = 5
 
 Locate = Callable[[list[int]], list[str]]

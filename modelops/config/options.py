@@ -1,0 +1,46 @@
+"""Read one option of a config group (`conf/<group>/<name>.yaml`) as plain data, without composing.
+
+This is how the Python API gets the defaults the CLI composes: `TrainConfig` and `Evaluator` take theirs from
+`conf/trainer/default.yaml` and `conf/evaluator/default.yaml`, so each default is written once, in the YAML.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+def conf_node(group: str, name: str) -> dict[str, Any] | None:
+    """`conf/<group>/<name>.yaml` as a plain dict (a fresh copy each call), or None when there is no such option.
+
+    A name with a path separator is never an option (it is a directory or a hub id).
+    """
+    import copy
+
+    node = _load(group, name) if "/" not in name and "\\" not in name else None
+    return copy.deepcopy(node)
+
+
+@functools.cache
+def _load(group: str, name: str) -> dict[str, Any] | None:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    from modelops.config.paths import conf_dir
+    from modelops.errors import ConfigError
+
+    path = conf_dir() / group / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        raise ConfigError(f"conf/{group}/{name}.yaml: {group}.{exc.full_key} is ??? and must be given") from exc
+
+
+def group_defaults(group: str) -> dict[str, Any]:
+    """The values of `conf/<group>/default.yaml`, without its `_target_`/`_recursive_` keys: a component's defaults."""
+    node = conf_node(group, "default")
+    if node is None:
+        raise FileNotFoundError(f"modelops: conf/{group}/default.yaml is missing")
+    return {key: value for key, value in node.items() if not (key.startswith("_") and key.endswith("_"))}
