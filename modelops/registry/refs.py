@@ -91,12 +91,12 @@ def find_version(client, ref: Reference, uri: str, quiet: bool = False):
     if ref.alias:
         try:
             return client.get_model_version_by_alias(ref.name, ref.alias)
-        except MlflowException:
+        except MlflowException as exc:
             aliases = sorted(client.get_registered_model(ref.name).aliases)
             raise ModelError(
                 f"model {str(ref)!r}: alias {ref.alias!r} points to no version of {ref.name!r}; its aliases: "
                 f"{aliases} (set one with `python -m modelops.registry promote {ref.name} VERSION {ref.alias}`)"
-            ) from None
+            ) from exc
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{ref.name}'"))
     wanted = ref.version if ref.version is not None else (versions[-1] if versions else None)
     if wanted not in versions:

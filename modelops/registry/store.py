@@ -48,10 +48,10 @@ def _check_server(uri: str, timeout: float = 5.0) -> None:
             response.read()
     except urllib.error.HTTPError as exc:
         if exc.code >= 500:
-            raise ConfigError(f"tracking server {uri} answers HTTP {exc.code}; {HINT}") from None
+            raise ConfigError(f"tracking server {uri} answers HTTP {exc.code}; {HINT}") from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ConfigError(f"tracking server {uri} is unreachable ({reason}); start it, or {HINT}") from None
+        raise ConfigError(f"tracking server {uri} is unreachable ({reason}); start it, or {HINT}") from exc
 
 
 @contextlib.contextmanager

@@ -72,7 +72,7 @@ def start_run(
     except ModelopsError:
         raise
     except Exception as exc:
-        raise ConfigError(f"tracking store {uri}: cannot record the run ({_first_line(exc)}); {store.HINT}") from None
+        raise ConfigError(f"tracking store {uri}: cannot record the run ({_first_line(exc)}); {store.HINT}") from exc
     by_accelerate = "mlflow" in ([log_with] if isinstance(log_with, str) else list(log_with or []))
     if by_accelerate:
         # Accelerate's MLflowTracker reads these: its curve then lands in this run, once.
