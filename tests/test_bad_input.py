@@ -130,8 +130,13 @@ def test_a_failed_run_leaves_earlier_results_intact(tmp_path):
     (run_dir / "eval.json").write_text('{"fine_tuned": {"metrics": {"accuracy": 0.9}}}\n')
     (run_dir / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
     before = _digest(run_dir)
+    # A config error stops before Hydra touches the directory: nothing is written there.
     proc = _cli(["hydra.run.dir=outputs/earlier", "trainer.learning_rate=-1"], tmp_path)
     assert proc.returncode == 2 and "trainer.learning_rate" in proc.stderr
+    assert _digest(run_dir) == before
+    # A data error fails inside the run: the failure is recorded beside the earlier files, which stay as they were.
+    proc = _cli(["hydra.run.dir=outputs/earlier", *_files("train=malformed_line.jsonl"), *FAST], tmp_path)
+    assert proc.returncode == 2 and "malformed_line.jsonl" in proc.stderr
     after = _digest(run_dir)
     assert {k: v for k, v in after.items() if k in before} == before
     assert json.loads((run_dir / "job.json").read_text())["status"] == "failed"
