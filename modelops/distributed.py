@@ -101,5 +101,7 @@ def prepare_argv(argv: list[str]) -> list[str]:
     if not any(a.startswith("hydra.run.dir=") for a in argv):
         argv = [*argv, f"hydra.run.dir={_broadcast_run_dir()}"]
     if not is_main_process():
-        argv = [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+        # conf/config.yaml routes the job log to a file handler that the disabled config does not define.
+        argv = [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled",
+                "hydra.job_logging.root.handlers=[]"]  # fmt: skip
     return argv
