@@ -284,8 +284,12 @@ def _setup_logging(accelerator, config: TrainConfig, spec: ModelSpec, run_dir: P
 
     sinks = [jsonl_sink(run_dir / "metrics.jsonl"), *extra]
     if config.trackers:
-        flat = {k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, int | float | str | bool)}
-        accelerator.init_trackers("modelops", config={**flat, "model": spec.name_or_path})
+        # Named as in the composed config (`trainer.epochs`): a tracker sharing modelops's MLflow run logs
+        # the same keys with the same values, never a clash with another group's key of the same name.
+        flat = {
+            f"trainer.{k}": v for k, v in dataclasses.asdict(config).items() if isinstance(v, int | float | str | bool)
+        }
+        accelerator.init_trackers("modelops", config={**flat, "model.name_or_path": spec.name_or_path})
         sinks.append(tracker_sink(accelerator))
     return MetricsLog(sinks, record, total_steps, initial_step, accelerator.is_main_process)
 
