@@ -18,6 +18,7 @@ def client(uri: str):
     """An `MlflowClient` for tracking and registry at `uri`, with MLflow's usage telemetry off."""
     # MLflow reads this when it is imported and when it would send: set before either happens.
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines about its tables in the run's output
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri, registry_uri=uri)

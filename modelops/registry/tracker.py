@@ -59,6 +59,7 @@ def start_run(
         ConfigError: naming the URI, when the store is unreachable or cannot be written.
     """
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # also for Accelerate's own mlflow tracker
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines about its tables in the run's output
     if not settings.enabled:
         return None
     uri = store_uri(settings.uri)
