@@ -75,6 +75,26 @@ def test_trainer_optimizer_is_a_partial_of_torch_adamw():
     assert optimizer.param_groups[0]["lr"] == 0.1
 
 
+def test_adamw_runs_fused_on_a_cpu_unless_the_config_says_otherwise():
+    import functools
+
+    import torch
+
+    from modelops.train.config import TrainConfig
+    from modelops.train.loop import _setup_optimizer
+
+    model = torch.nn.Linear(8, 8)
+    optimizer, _ = _setup_optimizer(model, TrainConfig(warmup_steps=0), total_steps=10, device=torch.device("cpu"))
+    assert optimizer.defaults["fused"] is True
+    before = model.weight.detach().clone()
+    model(torch.ones(2, 8)).sum().backward()
+    optimizer.step()
+    assert not torch.equal(before, model.weight)
+    unfused = TrainConfig(optimizer=functools.partial(torch.optim.AdamW, fused=False))
+    optimizer, _ = _setup_optimizer(model, unfused, total_steps=10, device=torch.device("cpu"))
+    assert not optimizer.defaults["fused"]
+
+
 def _error(overrides: list[str]) -> str:
     cfg = compose(overrides)
     with pytest.raises(ConfigError) as info:

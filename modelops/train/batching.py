@@ -15,11 +15,13 @@ from modelops.train import truncation
 # epoch while each batch holds rows of similar length.
 _MEGABATCH = 50
 _MIN_WINDOWS = 4
-# The shortest share of each window is scattered over all of its batches instead of sorted in.
-# Sorted exactly, data with many rows of one short length (SST-2: two rows in five are phrases
-# of one or two words, mostly noise for the label) gets whole batches of them, each a full Adam
-# step on noise: on 4,000 SST-2-shaped rows (benchmarks/bench_train.py), 48 of 125 batches were
-# such batches, 2 are now. Padding went from 13% to 34% of the batches (shuffled batches: 78%).
+# The shortest share of each window is not sorted in but spread over the batches of the next
+# shortest rows, at most half of each such batch. Sorted exactly, data with many rows of one short
+# length (SST-2: two rows in five are phrases of one or two words, mostly noise for the label)
+# gets whole batches of them, each a full Adam step on noise: on 4,000 SST-2-shaped rows
+# (benchmarks/bench_train.py), 48 of 125 batches were such batches, costing 2-3 points of test
+# accuracy. Spread over the whole window they cost padding (a short row padded to a long one's
+# length: 34% of the batches); next to the medium rows, a few tokens each (23%; shuffled: 78%).
 _SCATTERED = 0.4
 
 
@@ -85,12 +87,12 @@ def tokenize_classification(
 
 
 class LengthGroupedBatches:
-    """Batches of indices: shuffled per epoch (seeded), sorted by a noisy length within megabatch windows.
+    """Batches of indices: shuffled per epoch (seeded), sorted by length within windows of a few batches.
 
     The order is a pure function of `(seed, epoch)`, so a resumed run sees the same batches.
-    With grouping, each window of shuffled rows (see `_MEGABATCH`) is ordered longest first with
-    its shortest rows (see `_SCATTERED`) at random places, and cut into batches; then the batches
-    of the epoch are shuffled.
+    With grouping, each window of shuffled rows (see `_MEGABATCH`) is ordered longest first, its
+    shortest rows (see `_SCATTERED`) spread among the shortest of the others, and cut into
+    batches; then the batches of the epoch are shuffled.
 
     Args:
         lengths: token count of each row.
@@ -100,7 +102,7 @@ class LengthGroupedBatches:
     """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True):
-        self.lengths = lengths
+        self.lengths = list(lengths)  # a datasets column would read the table on every index
         self.batch_size = batch_size
         self.seed = seed
         self.group_by_length = group_by_length
@@ -126,11 +128,16 @@ class LengthGroupedBatches:
         yield from batches
 
     def _window(self, rows: list[int], rng: random.Random) -> list[int]:
-        """`rows` longest first, the shortest `_SCATTERED` share of them put at random places."""
+        """`rows` longest first, the shortest `_SCATTERED` share spread evenly, in random order, over
+        as many of the shortest remaining rows (so they make at most half of each batch there)."""
         ranked = sorted(rows, key=self.lengths.__getitem__, reverse=True)
-        kept = len(ranked) - int(_SCATTERED * len(ranked))
-        place = {i: rank / max(kept, 1) for rank, i in enumerate(ranked[:kept])}
-        place.update({i: rng.random() for i in ranked[kept:]})
+        short = int(_SCATTERED * len(ranked))
+        kept, spread = ranked[: len(ranked) - short], ranked[len(ranked) - short :]
+        place: dict[int, float] = {i: rank for rank, i in enumerate(kept)}
+        span = min(len(kept), len(spread))
+        rng.shuffle(spread)
+        for j, i in enumerate(spread):
+            place[i] = len(kept) - span + (j + rng.random()) * span / len(spread)
         return sorted(ranked, key=place.__getitem__)
 
 

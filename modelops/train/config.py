@@ -43,7 +43,7 @@ class TrainConfig:
         optimizer: a partial optimizer factory (`_target_: torch.optim.AdamW`, `_partial_: true`);
             called with parameter groups and `lr`. Null (the dataclass default, which needs no torch
             import) means `torch.optim.AdamW` with torch's own defaults, which is what the YAML's node
-            spells out. AdamW runs fused on a GPU.
+            spells out. AdamW runs fused (on a GPU and a CPU).
         scheduler: `linear`, `cosine` or `constant`, after warmup.
         warmup_ratio: share of steps spent warming up the learning rate from 0.
         warmup_steps: warmup length in steps; overrides `warmup_ratio` when set.

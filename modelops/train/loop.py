@@ -104,10 +104,10 @@ def _setup_optimizer(model, config: TrainConfig, total_steps: int, device):
     factory = config.optimizer or functools.partial(torch.optim.AdamW)
     if (
         getattr(factory, "func", None) is torch.optim.AdamW
-        and device.type == "cuda"
+        and device.type in ("cuda", "cpu")
         and "fused" not in factory.keywords
     ):
-        factory = functools.partial(factory, fused=True)  # one kernel for all parameters
+        factory = functools.partial(factory, fused=True)  # one kernel for all parameters (transformers' default too)
     optimizer = factory(groups, lr=config.learning_rate)
     warmup = config.warmup_steps if config.warmup_steps is not None else int(config.warmup_ratio * total_steps)
     name = "constant_with_warmup" if config.scheduler == "constant" else config.scheduler
