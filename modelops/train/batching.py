@@ -19,10 +19,10 @@ _MIN_WINDOWS = 4
 # shortest rows, at most half of each such batch. Sorted exactly, data with many rows of one short
 # length (SST-2: two rows in five are phrases of one or two words, mostly noise for the label)
 # gets whole batches of them, each a full Adam step on noise: on 4,000 SST-2-shaped rows
-# (benchmarks/bench_train.py), 48 of 125 batches were such batches, costing 2-3 points of test
+# (benchmarks/bench_train.py), 48 of 125 batches were such batches, costing about 3 points of test
 # accuracy. Spread over the whole window they cost padding (a short row padded to a long one's
 # length: 34% of the batches); next to the medium rows, a few tokens each (23%; shuffled: 78%).
-_SCATTERED = 0.4
+_SPREAD = 0.4
 
 
 def tokenize_classification(
@@ -91,7 +91,7 @@ class LengthGroupedBatches:
 
     The order is a pure function of `(seed, epoch)`, so a resumed run sees the same batches.
     With grouping, each window of shuffled rows (see `_MEGABATCH`) is ordered longest first, its
-    shortest rows (see `_SCATTERED`) spread among the shortest of the others, and cut into
+    shortest rows (see `_SPREAD`) spread among the shortest of the others, and cut into
     batches; then the batches of the epoch are shuffled.
 
     Args:
@@ -128,10 +128,10 @@ class LengthGroupedBatches:
         yield from batches
 
     def _window(self, rows: list[int], rng: random.Random) -> list[int]:
-        """`rows` longest first, the shortest `_SCATTERED` share spread evenly, in random order, over
+        """`rows` longest first, the shortest `_SPREAD` share spread evenly, in random order, over
         as many of the shortest remaining rows (so they make at most half of each batch there)."""
         ranked = sorted(rows, key=self.lengths.__getitem__, reverse=True)
-        short = int(_SCATTERED * len(ranked))
+        short = int(_SPREAD * len(ranked))
         kept, spread = ranked[: len(ranked) - short], ranked[len(ranked) - short :]
         place: dict[int, float] = {i: rank for rank, i in enumerate(kept)}
         span = min(len(kept), len(spread))
