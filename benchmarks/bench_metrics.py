@@ -44,7 +44,7 @@ def _time(fn, repeats: int) -> tuple[float, dict]:
 
 
 def bench(rows: int, num_labels: int, repeats: int) -> None:
-    from modelops.evaluate.metrics import compute_classification
+    from modelops.tasks.metrics import compute_classification
 
     rng = np.random.default_rng(0)
     references = rng.integers(0, num_labels, rows)

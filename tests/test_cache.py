@@ -9,9 +9,9 @@ import pytest
 
 from modelops.data.dataset import Dataset
 from modelops.models.tiny import byte_tokenizer
+from modelops.tasks.packing import pack
+from modelops.tasks.sft import tokenize_causal_lm
 from modelops.train.cache import cached_dataset, tokenization_key
-from modelops.train.packing import pack
-from modelops.train.sft import tokenize_causal_lm
 
 # The second row is 42 byte tokens with BOS and EOS: a max_length of 40 truncates it.
 ROWS = [{"prompt": "2+2=", "completion": "4"}, {"prompt": "Capital of France? ", "completion": "Paris, city of lights"}]

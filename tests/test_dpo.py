@@ -15,7 +15,7 @@ from modelops.train.config import TrainConfig
 def _logps(chosen, rejected, chosen_tokens, rejected_tokens):
     import torch
 
-    from modelops.train.preference import SideLogps
+    from modelops.tasks.preference import SideLogps
 
     return SideLogps(
         *(torch.tensor(v, dtype=torch.float64) for v in (chosen, rejected, chosen_tokens, rejected_tokens))
@@ -31,7 +31,7 @@ REFERENCE = ([-5.0, -8.0], [-5.5, -6.0], [2, 3], [4, 2])
 
 
 def test_dpo_loss_and_rewards_by_hand():
-    from modelops.train.preference import PreferenceLoss
+    from modelops.tasks.preference import PreferenceLoss
 
     beta, eps = 0.5, 0.1
     losses, chosen, rejected = PreferenceLoss("dpo", beta, label_smoothing=eps)(_logps(*POLICY), _logps(*REFERENCE))
@@ -44,7 +44,7 @@ def test_dpo_loss_and_rewards_by_hand():
 
 
 def test_ipo_loss_uses_per_token_log_ratios():
-    from modelops.train.preference import PreferenceLoss
+    from modelops.tasks.preference import PreferenceLoss
 
     beta = 0.25
     losses, _, _ = PreferenceLoss("ipo", beta)(_logps(*POLICY), _logps(*REFERENCE))
@@ -54,7 +54,7 @@ def test_ipo_loss_uses_per_token_log_ratios():
 
 
 def test_simpo_loss_is_length_normalised_with_a_margin():
-    from modelops.train.preference import PreferenceLoss
+    from modelops.tasks.preference import PreferenceLoss
 
     beta, gamma = 2.0, 0.5
     losses, chosen, rejected = PreferenceLoss("simpo", beta, simpo_gamma=gamma)(_logps(*POLICY), None)
@@ -65,7 +65,7 @@ def test_simpo_loss_is_length_normalised_with_a_margin():
 
 
 def test_orpo_loss_is_nll_plus_weighted_odds_ratio():
-    from modelops.train.preference import PreferenceLoss
+    from modelops.tasks.preference import PreferenceLoss
 
     beta = 0.1
     losses, _, _ = PreferenceLoss("orpo", beta)(_logps(*POLICY), None)
@@ -76,7 +76,7 @@ def test_orpo_loss_is_nll_plus_weighted_odds_ratio():
 
 
 def test_pair_collator_puts_both_sides_in_one_batch_with_loss_on_responses_only():
-    from modelops.train.preference import PairCollator
+    from modelops.tasks.preference import PairCollator
 
     features = [
         {"prompt_ids": [1, 5, 6], "chosen_ids": [7, 2], "rejected_ids": [8, 9, 10, 2], "length": 7},
@@ -98,7 +98,7 @@ def test_pair_collator_puts_both_sides_in_one_batch_with_loss_on_responses_only(
 def test_response_logps_sum_only_response_tokens():
     import torch
 
-    from modelops.train.preference import PairCollator, response_logps
+    from modelops.tasks.preference import PairCollator, response_logps
 
     vocab = 11
     logits = torch.randn(4, 7, vocab, generator=torch.Generator().manual_seed(0))
@@ -121,7 +121,7 @@ def test_response_logps_sum_only_response_tokens():
 
 
 def test_long_pairs_lose_prompt_tokens_from_the_left_first_then_responses():
-    from modelops.train.preference import fit_pair
+    from modelops.tasks.preference import fit_pair
 
     prompt, chosen, rejected = list(range(10)), [20, 21, 22], [30, 31]
     assert fit_pair(prompt, chosen, rejected, 20) == (prompt, chosen, rejected, False, False)
@@ -139,7 +139,7 @@ def _tokenizer():
 def test_tokenize_pairs_text_and_chat_rows_and_counts_what_it_cut():
     import datasets
 
-    from modelops.train.preference import tokenize_pairs
+    from modelops.tasks.preference import tokenize_pairs
 
     tokenizer = _tokenizer()
     rows = [{"prompt": "a" * 30, "chosen": "yes", "rejected": "no"}, {"prompt": "hi", "chosen": "ok", "rejected": "k"}]
@@ -164,7 +164,7 @@ def test_tokenize_pairs_text_and_chat_rows_and_counts_what_it_cut():
 def test_tokenize_pairs_skip_drops_the_long_pairs_and_says_so():
     import datasets
 
-    from modelops.train.preference import tokenize_pairs
+    from modelops.tasks.preference import tokenize_pairs
 
     tokenizer = _tokenizer()
     rows = [{"prompt": "a" * 30, "chosen": "yes", "rejected": "no"}, {"prompt": "hi", "chosen": "ok", "rejected": "k"}]
@@ -196,7 +196,7 @@ def test_reference_is_the_initial_model_for_full_and_lora_fine_tuning():
 
     from modelops.models.loading import load_model
     from modelops.models.spec import ModelSpec
-    from modelops.train.preference import PairCollator, Reference, response_logps
+    from modelops.tasks.preference import PairCollator, Reference, response_logps
 
     base = load_model(ModelSpec(name_or_path="tiny-llama", task="causal_lm", max_length=64), seed=0)
     initial = copy.deepcopy(base).eval()
@@ -262,7 +262,7 @@ def test_a_step_split_into_micro_batches_gives_the_same_gradients():
 
     from modelops.models.loading import load_model
     from modelops.models.spec import ModelSpec
-    from modelops.train.preference import PairCollator, preference_step
+    from modelops.tasks.preference import PairCollator, preference_step
 
     model = load_model(ModelSpec(name_or_path="tiny-llama", task="causal_lm", max_length=64), seed=0).eval()
     pairs = [{"prompt_ids": [1, *range(70, 70 + n)], "chosen_ids": [80 + n, 2], "rejected_ids": [90] * n + [2]}

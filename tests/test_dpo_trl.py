@@ -49,7 +49,7 @@ def _trl(policy, reference, tokenizer, tmp_path) -> dict[str, float]:
 def _ours(policy, reference_model, tokenizer) -> dict[str, float]:
     import datasets
 
-    from modelops.train.preference import PairCollator, PreferenceLoss, PreferenceStep, Reference, tokenize_pairs
+    from modelops.tasks.preference import PairCollator, PreferenceLoss, PreferenceStep, Reference, tokenize_pairs
 
     tokenized = tokenize_pairs(datasets.Dataset.from_list(ROWS), tokenizer, max_length=128)
     batch = PairCollator(tokenizer.pad_token_id)([tokenized[i] for i in range(len(ROWS))])

@@ -14,7 +14,7 @@ from sklearn import metrics as skm
 
 from modelops.data.dataset import Dataset
 from modelops.evaluate import Evaluator
-from modelops.evaluate.metrics import normalize_text
+from modelops.tasks.metrics import normalize_text
 
 WORDS = ["the", "a", "capital", "city", "of", "river", "north", "south", "old", "new", "small", "large", "green"]
 WORDS += ["blue", "stone", "bridge"]

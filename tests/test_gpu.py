@@ -68,7 +68,7 @@ def test_flash_attention_packing_is_flat_and_equals_separate_runs(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from modelops.models.tiny import byte_tokenizer, tiny_model_path
-    from modelops.train.packing import causal_lm_collator, packed_layout
+    from modelops.tasks.packing import causal_lm_collator, packed_layout
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path("tiny-llama"), dtype=torch.bfloat16,
                                                  attn_implementation="flash_attention_2").cuda().eval()  # fmt: skip

@@ -7,7 +7,7 @@ import pytest
 import sklearn.metrics as skm
 
 from modelops.errors import EvaluationError
-from modelops.evaluate.metrics import CLASSIFICATION_METRICS, compute_classification, known_metrics, register_metric
+from modelops.tasks.metrics import CLASSIFICATION_METRICS, compute_classification, known_metrics, register_metric
 
 SEEDS = [0, 1, 2, 3]
 SKLEARN_SCORES = {"f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score}

@@ -79,7 +79,7 @@ def test_directory_without_a_model_is_refused(tmp_path):
 
 
 def test_conf_model_option_names_are_model_references():
-    from modelops.config.build import model_spec
+    from modelops.models.resolve import model_spec
 
     spec = model_spec("tiny_llama")
     assert spec.task == "causal_lm" and spec.name_or_path == "tiny-llama"

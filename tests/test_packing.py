@@ -10,8 +10,8 @@ import torch
 
 from modelops.errors import DataError
 from modelops.models.tiny import byte_tokenizer
-from modelops.train.packing import causal_lm_collator, pack, packed_layout
-from modelops.train.sft import tokenize_causal_lm
+from modelops.tasks.packing import causal_lm_collator, pack, packed_layout
+from modelops.tasks.sft import tokenize_causal_lm
 
 
 def _tokenized(lengths: list[int], max_length: int = 64):

@@ -85,7 +85,7 @@ def test_truncate_cuts_the_prompt_keeps_the_answer_and_reports_the_lines(gsm8k_l
 def test_truncated_rows_train_on_the_whole_answer_with_the_end_of_the_question(gsm8k_like):
     from modelops.data.dataset import Dataset
     from modelops.models.loading import load_tokenizer
-    from modelops.train.sft import tokenize_causal_lm
+    from modelops.tasks.sft import tokenize_causal_lm
 
     path, rows, _ = gsm8k_like
     tokenizer = load_tokenizer("tiny-llama")

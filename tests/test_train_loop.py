@@ -59,7 +59,7 @@ def _reference_step(dataset, lr: float):
 
     from modelops.models.loading import load_tokenizer
     from modelops.models.tiny import tiny_model_path
-    from modelops.train.sft import tokenize_causal_lm
+    from modelops.tasks.sft import tokenize_causal_lm
 
     tokenizer = load_tokenizer("tiny-llama")
     rows = tokenize_causal_lm(dataset["train"], "instruction", tokenizer, 128)

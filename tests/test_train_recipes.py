@@ -26,7 +26,7 @@ def _answer_loss(model_ref, cfg) -> float:
 
     from modelops.config.build import instantiate
     from modelops.models.resolve import resolve_name_or_path
-    from modelops.train.sft import tokenize_causal_lm
+    from modelops.tasks.sft import tokenize_causal_lm
 
     dataset = instantiate(cfg.dataset, "dataset")
     model = AutoModelForCausalLM.from_pretrained(resolve_name_or_path(str(model_ref))).eval()

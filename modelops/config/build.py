@@ -77,12 +77,3 @@ def compose(overrides: list[str] | None = None, config_name: str = "config"):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides or []))
-
-
-def model_spec(ref: str):
-    """A `ModelSpec` for a reference: a `conf/model` option name, else a path/alias/hub id as is."""
-    from modelops.models.resolve import model_option
-    from modelops.models.spec import ModelSpec
-
-    node = model_option(ref)
-    return instantiate(node, "model") if node is not None else ModelSpec(name_or_path=ref)

@@ -16,6 +16,13 @@ def _find(name: str) -> Path:
     raise FileNotFoundError(f"modelops: cannot find its {name}/ folder next to {_PACKAGE}")
 
 
+def cache_root() -> Path:
+    """Where modelops keeps what it builds once and reuses (tiny models, tokenised data, registry downloads)."""
+    import os
+
+    return Path(os.environ.get("MODELOPS_CACHE", Path.home() / ".cache" / "modelops"))
+
+
 def conf_dir() -> Path:
     return _find("conf")
 

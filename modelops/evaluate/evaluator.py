@@ -1,6 +1,6 @@
 """`Evaluator`: score a base or fine-tuned model, classifier or causal LM, on one split of a dataset.
 
-What is computed depends on the metrics asked for (see `modelops.evaluate.metrics`) and the data format:
+What is computed depends on the metrics asked for (see `modelops.tasks.metrics`) and the data format:
 
 - classification metrics (accuracy, f1, precision, recall, confusion_matrix) on ``classification`` data: a
   sequence classifier's argmax, or, for a causal LM, the label whose verbalisation is most likely after the
@@ -47,7 +47,7 @@ class Evaluator:
     """Compute metrics for a model on a dataset split. Argument defaults come from `conf/evaluator/default.yaml`.
 
     Args:
-        metrics: metric names (see `modelops.evaluate.metrics.known_metrics()`), dotted names or
+        metrics: metric names (see `modelops.tasks.metrics.known_metrics()`), dotted names or
             ``{_target_: module.function, ...}`` nodes of your own; None picks by data format
             (`DEFAULT_METRICS`).
         batch_size: examples per forward pass; results do not depend on it.
@@ -90,7 +90,7 @@ class Evaluator:
         if average not in ("macro", "micro", "weighted", "binary"):
             raise EvaluationError(f"evaluator.average: {average!r} is not one of macro, micro, weighted, binary")
         if metrics is not None:
-            from modelops.evaluate.metrics import resolve_metrics
+            from modelops.tasks.metrics import resolve_metrics
 
             try:
                 # An unknown metric fails now, not after training; resolved here, inside the config's trust.
@@ -129,8 +129,8 @@ class Evaluator:
             ModelError: a model reference that cannot be loaded, naming what was tried.
         """
         from modelops.evaluate.batching import inference
-        from modelops.evaluate.metrics import resolve_metrics
         from modelops.evaluate.models import load_for_evaluation
+        from modelops.tasks.metrics import resolve_metrics
 
         chosen = resolve_metrics(metrics or self.metrics or DEFAULT_METRICS[dataset.format])
         split = split or self.split or dataset.eval_split()
@@ -214,8 +214,8 @@ class Evaluator:
 
     def _generative(self, chosen, loaded, data_format: str, table):
         from modelops.evaluate.generation import greedy_generate
-        from modelops.evaluate.metrics import GENERATIVE_METRICS, normalize_text
         from modelops.models.templates import prompt_and_reference
+        from modelops.tasks.metrics import GENERATIVE_METRICS, normalize_text
 
         pairs = [prompt_and_reference(row, data_format, loaded.tokenizer) for row in table]
         prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
@@ -321,7 +321,7 @@ def _check_task(chosen, loaded) -> None:
 def _classification_values(chosen, predicted, references, num_labels: int, average: str) -> dict[str, Any]:
     import functools
 
-    from modelops.evaluate.metrics import compute_classification
+    from modelops.tasks.metrics import compute_classification
 
     builtin = [m.name for m in chosen if m.kind == "classification" and not isinstance(m.fn, functools.partial)]
     values = compute_classification(builtin, predicted, references, num_labels, average)  # also checks the ids

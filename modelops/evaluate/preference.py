@@ -1,6 +1,6 @@
 """Metrics on preference pairs (prompt, chosen, rejected): which side a model prefers, and by how much.
 
-Each pair is tokenised and scored as training scores it (`modelops.train.preference`: the summed
+Each pair is tokenised and scored as training scores it (`modelops.tasks.preference`: the summed
 log-probability of each response given the prompt, both sides in one forward pass), then:
 
 - ``preference_accuracy``: the share of pairs whose chosen response the model finds more likely than the
@@ -32,7 +32,7 @@ def pair_logps(model, tokenizer, table, batch_size: int, max_length: int):
     import torch
 
     from modelops.evaluate.batching import sorted_batches
-    from modelops.train.preference import PairCollator, response_logps, tokenize_pairs
+    from modelops.tasks.preference import PairCollator, response_logps, tokenize_pairs
 
     tokenized = tokenize_pairs(table, tokenizer, max_length)
     collate = PairCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)

@@ -37,6 +37,15 @@ def model_option(name: str) -> dict[str, Any] | None:
     return conf_node("model", str(name))
 
 
+def model_spec(ref: str):
+    """A `ModelSpec` for a reference: a `conf/model` option name, else a path/alias/hub id as is."""
+    from modelops.config.build import instantiate
+    from modelops.models.spec import ModelSpec
+
+    node = model_option(ref)
+    return instantiate(node, "model") if node is not None else ModelSpec(name_or_path=ref)
+
+
 def model_options() -> list[str]:
     """The names of the `conf/model` options."""
     from modelops.config.paths import conf_dir

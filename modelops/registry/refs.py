@@ -119,7 +119,7 @@ def local_model_dir(client, uri: str, version) -> Path:
 def _download(uri: str, version) -> Path:
     import mlflow.artifacts
 
-    from modelops.models.tiny import cache_root
+    from modelops.config.paths import cache_root
 
     store_key = hashlib.sha256(uri.encode()).hexdigest()[:12]
     target = cache_root() / "registry" / store_key / version.name / str(version.version)

@@ -8,7 +8,7 @@ from typing import Any
 
 from modelops.errors import DataError
 from modelops.models.labels import IGNORE_INDEX
-from modelops.train import truncation
+from modelops.tasks import truncation
 
 # Rows are sorted by length inside windows of at most this many batches (and at least 4 windows
 # per epoch, as transformers' LengthGroupedSampler does), so batches stay random across the
@@ -50,7 +50,7 @@ def tokenize_classification(
     Raises:
         DataError: a label the model does not know, or (too_long="reject") a row that is too long.
     """
-    from modelops.train.truncation import CUT, END_CUT, ROW, WHOLE, RowError, row_error, too_long_message
+    from modelops.tasks.truncation import CUT, END_CUT, ROW, WHOLE, RowError, row_error, too_long_message
 
     unknown = sorted({str(v) for v in table.unique("label")} - set(label2id))
     if unknown:
@@ -182,12 +182,6 @@ def train_loader(tokenized, collate, batch_size: int, seed: int, strategy: str):
     # global one would shift the dropout RNG of a resumed run.
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(tokenized, batch_sampler=sampler, collate_fn=collate, generator=generator)
-
-
-def eval_batches(tokenized, batch_size: int) -> list[list[int]]:
-    """Index batches for evaluation: sorted by length (least padding), in a fixed order."""
-    order = sorted(range(len(tokenized)), key=tokenized["length"].__getitem__)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def classification_collator(tokenizer):

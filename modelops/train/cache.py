@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelops.config.paths import cache_root
+
 #: Bump when the tokenisation code changes what it produces, so old entries are not reused.
 PIPELINE_VERSION = 1
 
@@ -70,7 +72,7 @@ def cached_dataset(key: dict, build: Callable[[], Any], cache_dir: str | os.Path
     """
     import datasets
 
-    root = Path(cache_dir) if cache_dir is not None else _default_dir()
+    root = Path(cache_dir) if cache_dir is not None else default_dir()
     path = root / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     if path.exists():
         return datasets.load_from_disk(str(path)), True
@@ -78,9 +80,8 @@ def cached_dataset(key: dict, build: Callable[[], Any], cache_dir: str | os.Path
     return datasets.load_from_disk(str(path)), False
 
 
-def _default_dir() -> Path:
-    from modelops.models.tiny import cache_root
-
+def default_dir() -> Path:
+    """The tokenised-data cache (`trainer.cache_dir` null): `$MODELOPS_CACHE/tokenized`."""
     return cache_root() / "tokenized"
 
 

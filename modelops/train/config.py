@@ -11,14 +11,14 @@ from typing import Any
 
 from modelops.config.options import group_defaults
 from modelops.errors import ConfigError
-from modelops.train.truncation import SIDES, TOO_LONG
+from modelops.tasks.truncation import SIDES, TOO_LONG
 
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 BATCHING = ("pad", "group_by_length", "packing")
 EVAL_MODES = ("auto", "min", "max")
 LOSS_ON = ("answer", "all")
-#: `sft` trains on demonstrations; the others on `preference` pairs (modelops.train.preference).
+#: `sft` trains on demonstrations; the others on `preference` pairs (modelops.tasks.preference).
 OBJECTIVES = ("sft", "dpo", "ipo", "simpo", "orpo")
 #: Metrics the loop can track during training, per task (`loss` is the validation loss per target token),
 #: and for the preference objectives (`loss` is the objective's mean over validation pairs).
@@ -86,7 +86,7 @@ class TrainConfig:
         objective: `sft` (demonstrations; on `preference` data, the chosen side of each pair), or a
             preference objective on `preference` pairs, causal LMs only: `dpo`, `ipo` (both against a
             reference: the base with the adapter disabled under LoRA, a frozen copy of the initial
-            weights otherwise), `simpo` or `orpo` (no reference). See `modelops.train.preference`.
+            weights otherwise), `simpo` or `orpo` (no reference). See `modelops.tasks.preference`.
         beta: DPO/IPO/SimPO temperature; ORPO's weight on the odds-ratio term (as TRL's `beta`).
         label_smoothing: DPO and SimPO: the assumed share of flipped preference labels, in [0, 0.5).
         simpo_gamma: SimPO's target reward margin.

@@ -127,7 +127,7 @@ def setup_data(
 
     Args:
         packed_layout: with `trainer.batching=packing`, how batches keep packed examples apart
-            (`modelops.train.packing.LAYOUTS`; `packing.packed_layout(model)` chooses it for a model).
+            (`modelops.tasks.packing.LAYOUTS`; `packing.packed_layout(model)` chooses it for a model).
     """
     config = check_task(spec, dataset, config)
     if config.objective != "sft":
@@ -148,7 +148,7 @@ def setup_data(
 def save_tokenize_report(report: dict[str, dict[str, Any]], data_dir: Path) -> None:
     """Write `tokenize_report.json` and say on the console (and in the log) which rows were cut or skipped."""
     from modelops.io import write_json
-    from modelops.train.truncation import summary_line
+    from modelops.tasks.truncation import summary_line
 
     write_json(data_dir / "tokenize_report.json", report)
     for part in report.values():
@@ -171,9 +171,9 @@ class _Split:
 def _cache_dir(config: TrainConfig) -> Path:
     if config.cache_dir:
         return Path(config.cache_dir)
-    from modelops.models.tiny import cache_root
+    from modelops.train.cache import default_dir
 
-    return cache_root() / "tokenized"
+    return default_dir()
 
 
 def _cached(dataset, split: str, tokenizer, spec, config, packing: bool, build):
@@ -197,7 +197,7 @@ def _locate(dataset, split: str):
 
 
 def _report(dataset, split: str, tokenized, spec, config) -> dict[str, Any]:
-    from modelops.train.truncation import summary
+    from modelops.tasks.truncation import summary
 
     settings = {"max_length": spec.max_length, "too_long": config.too_long}
     if spec.task == "causal_lm":
@@ -224,13 +224,13 @@ def _classification(dataset, split, tokenizer, spec, config, packing, layout) ->
 
 
 def _causal_lm(dataset, split, tokenizer, spec, config, packing, layout) -> _Split:
-    from modelops.train.packing import causal_lm_collator, pack
-    from modelops.train.sft import tokenize_causal_lm
+    from modelops.tasks.packing import causal_lm_collator, pack
+    from modelops.tasks.sft import tokenize_causal_lm
 
     def build():
         table, fmt = dataset[split], dataset.format
         if fmt == "preference":
-            from modelops.train.preference import chosen_as_sft
+            from modelops.tasks.preference import chosen_as_sft
 
             table, fmt = chosen_as_sft(table)  # row for row: each keeps its place
         return tokenize_causal_lm(
@@ -260,7 +260,7 @@ def _causal_lm(dataset, split, tokenizer, spec, config, packing, layout) -> _Spl
 
 def _pairs(dataset, tokenizer, spec: ModelSpec, config: TrainConfig) -> TrainData:
     """Preference pairs: tokenised (cached), batched by length, both sides of a pair in one batch."""
-    from modelops.train.preference import PairCollator, preview_pairs, tokenize_pairs
+    from modelops.tasks.preference import PairCollator, preview_pairs, tokenize_pairs
 
     def tokenized(split: str):
         def build():

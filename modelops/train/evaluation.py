@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelops.models.labels import IGNORE_INDEX
-from modelops.train.batching import eval_batches
+from modelops.tasks.batching import eval_batches
 from modelops.train.config import TrainConfig
 from modelops.train.record import JobRecord
 
@@ -69,7 +69,7 @@ def evaluate(accelerator, model, validation, collate, config: TrainConfig, causa
 def _class_metrics(accelerator, predictions, references, num_labels: int) -> dict[str, float]:
     import torch
 
-    from modelops.evaluate.metrics import compute_classification
+    from modelops.tasks.metrics import compute_classification
 
     pred = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long)
     ref = torch.cat(references) if references else torch.zeros(0, dtype=torch.long)

@@ -223,7 +223,7 @@ def _setup_objective(accelerator, model, spec: ModelSpec, config: TrainConfig):
     """The loss step of a preference objective (None for SFT: the stepper's own loss)."""
     if config.objective == "sft":
         return None
-    from modelops.train.preference import preference_step
+    from modelops.tasks.preference import preference_step
 
     return preference_step(model, spec.peft is not None, config.objective, config.beta, config.label_smoothing,
                            config.simpo_gamma, accelerator.device, accelerator.unwrap_model,
@@ -240,8 +240,8 @@ def _pair_scorer(loss_step, accelerator, model, data, config: TrainConfig):
 
 def _setup_data(accelerator, dataset, tokenizer, model, spec: ModelSpec, config: TrainConfig, run_dir: Path, record):
     """Tokenised, batched data (shown in the preview) and its loader prepared for this process."""
+    from modelops.tasks.packing import packed_layout
     from modelops.train.data import setup_data
-    from modelops.train.packing import packed_layout
 
     layout = packed_layout(model) if config.batching == "packing" else "block_mask"
     if config.batching == "packing":
@@ -366,7 +366,7 @@ class _Stepper:
                  loss_step=None):  # fmt: skip
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
         self.causal, self.max_grad_norm = causal, max_grad_norm
-        # A preference objective's step (modelops.train.preference): the summed loss of a batch, and its metrics.
+        # A preference objective's step (modelops.tasks.preference): the summed loss of a batch, and its metrics.
         self.loss_step = loss_step
         self.tokens, self.idle, self.started = 0, 0.0, time.perf_counter()
         self.last_loss = float("nan")

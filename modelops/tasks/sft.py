@@ -17,8 +17,8 @@ from __future__ import annotations
 from modelops.errors import ConfigError
 from modelops.models.labels import IGNORE_INDEX
 from modelops.models.templates import segments
-from modelops.train import truncation
-from modelops.train.truncation import CUT, ROW, RowError
+from modelops.tasks import truncation
+from modelops.tasks.truncation import CUT, ROW, RowError
 
 
 def tokenize_causal_lm(

@@ -37,7 +37,7 @@ from typing import Any
 from modelops.errors import DataError
 from modelops.models.labels import IGNORE_INDEX
 from modelops.models.templates import segments
-from modelops.train.truncation import Locate, where
+from modelops.tasks.truncation import Locate, where
 
 #: Objectives that compare against a reference model.
 WITH_REFERENCE = ("dpo", "ipo")
@@ -398,7 +398,7 @@ class PreferenceStep:
         """
         import torch
 
-        from modelops.train.batching import eval_batches
+        from modelops.tasks.batching import eval_batches
 
         batches = eval_batches(validation, batch_size)[accelerator.process_index :: accelerator.num_processes]
         sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)
