@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 
+# Whether `precheck` validated the very config Hydra composes for this (single) run: then it is not validated twice.
+_validated = False
+
 
 def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
@@ -15,7 +18,7 @@ def _task(cfg) -> float | None:
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
-        results = run(cfg, run_dir)
+        results = run(cfg, run_dir, validated=_validated)
     except (ModelopsError, OSError) as exc:
         say(report(exc), err=True)  # one line; the traceback with its causes under MODELOPS_DEBUG
         sys.exit(2)
@@ -39,11 +42,12 @@ def main() -> None:
         from modelops.registry.cli import main as registry_main
 
         sys.exit(registry_main(sys.argv[1:]))
+    global _validated
     register_recipes()
     register_resolvers()
     try:
         # Before Hydra creates the run directory: a config error leaves nothing behind.
-        precheck(sys.argv)
+        _validated = precheck(sys.argv)
         sys.argv = prepare_argv(sys.argv)
     except ModelopsError as exc:
         print(report(exc), file=sys.stderr)

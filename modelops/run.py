@@ -1,41 +1,88 @@
-"""The pipeline: validate the composed config, instantiate each group, run the stages."""
+"""The pipeline: one stage runner for the CLI and for `FineTuningJob`.
+
+validate → track → load (→ sanitize) (→ evaluate the base model) (→ train → save) (→ evaluate) → register →
+status. `python -m modelops` composes the config with Hydra and calls `run`; a `FineTuningJob` writes its
+config (the dataset saved in the run directory, `stages: [train]`) to `job_spec.json` and starts
+`python -m modelops.run RUN_DIR`, which calls the same `run`. `job.json` is written as the run goes, for
+whoever watches; nothing here reads it back.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from modelops.config.build import instantiate
 from modelops.config.validate import check_model_reference, validate
 from modelops.distributed import is_main_process
-from modelops.errors import DataError
+from modelops.errors import DataError, ModelopsError
 from modelops.io import write_json
 from modelops.log import say
-from modelops.train.record import JobRecord, read_job
+from modelops.train.record import JobRecord
+from modelops.train.stopping import StopRequest
+
+#: The config a `FineTuningJob` runs, in its run directory.
+SPEC_FILE = "job_spec.json"
 
 
-def run(cfg, run_dir: str | Path) -> dict[str, Any]:
-    """Run the stages of a composed config in `run_dir`; return the evaluation metrics.
+def run(cfg, run_dir: str | Path, validated: bool = False) -> dict[str, Any]:
+    """Run the stages of a composed config in `run_dir`; return the results (`base`, `train`, `fine_tuned`).
+
+    `results["registered_model"]` is `NAME/VERSION` when a trained model was registered. `validated`: the
+    caller already ran `validate` and `check_model_reference` on this very config (the CLI's precheck).
 
     Raises:
         ModelopsError: a bad config, data or model, with the failed state in `job.json`.
+        KeyboardInterrupt: SIGTERM/SIGINT (`TrainingCancelled` after a checkpoint), recorded as cancelled.
     """
     run_dir = Path(run_dir)
     record = JobRecord(run_dir / "job.json", enabled=is_main_process())
-    record.update(status="validating")
+    record.update(status="validating", pid=os.getpid())
     tracker = None
     try:
-        validate(cfg)  # before anything heavy is imported or loaded
-        check_model_reference(cfg)
-        tracker = _start_tracking(cfg, run_dir)  # a store that cannot be written fails here, before training
-        results = _run_stages(cfg, run_dir, record)
+        # Until the training loop takes the signals over (to finish its step and checkpoint), they stop at once.
+        with StopRequest(defer=False):
+            if not validated:
+                validate(cfg)  # before anything heavy is imported or loaded
+                check_model_reference(cfg)
+            tracker = _start_tracking(cfg, run_dir)  # a store that cannot be written fails here, before training
+            results = _run_stages(cfg, run_dir, record, tracker)
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-        record.update(status=status, error=str(exc), **finish_tracking(tracker, run_dir, status, error=str(exc)))
+        error = str(exc) if isinstance(exc, ModelopsError | KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        record.update(status=status, error=error, **finish_tracking(tracker, run_dir, status, error=error))
         raise
     tracked = finish_tracking(tracker, run_dir, "succeeded", results)
     record.update(status="succeeded", progress=1.0, metrics=results, **tracked)
+    if tracked:
+        results["registered_model"] = tracked["registered_model"]
     return results
+
+
+def run_job(run_dir: str | Path) -> int:
+    """Run the config a `FineTuningJob` wrote to `RUN_DIR/job_spec.json`; return the process's exit code.
+
+    Running it again on the same directory resumes the training from its last checkpoint (`trainer.resume: auto`).
+    """
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    cfg = OmegaConf.create(json.loads((run_dir / SPEC_FILE).read_text()))
+    try:
+        run(cfg, run_dir)
+    except KeyboardInterrupt:  # TrainingCancelled is one too: recorded as cancelled
+        return 1
+    except ModelopsError as exc:
+        say(f"error: {exc}", err=True)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 0
 
 
 def _start_tracking(cfg, run_dir: Path):
@@ -78,63 +125,75 @@ def finish_tracking(tracker, run_dir: Path, status: str, results=None, error=Non
     return {"registered_model": registered} if registered else {}
 
 
-def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
+def _run_stages(cfg, run_dir: Path, record: JobRecord, tracker) -> dict[str, Any]:
+    _quiet_libraries()
+    stages = list(cfg.stages)
+    allowed = tuple(cfg.allowed_targets or ())
+    # Dependency order: the data first, the model spec before the trainer and the evaluator.
+    dataset = instantiate(cfg.dataset, "dataset", allowed)
+    spec = instantiate(cfg.model, "model", allowed)
+    trainer = instantiate(cfg.trainer, "trainer", allowed) if "train" in stages or "preview" in stages else None
+    evaluator = instantiate(cfg.evaluator, "evaluator", allowed) if "evaluate" in stages else None
+    data_dir = run_dir / "data"
+    lineage = {"loaded": dataset.lineage(), "load_report": dataset.load_report}
+    if is_main_process():
+        _save_skipped(dataset, data_dir)
+    if "sanitize" in stages:
+        dataset = _sanitize(cfg, dataset, data_dir)
+        lineage["sanitized"] = dataset.lineage()
+    if is_main_process():
+        write_json(data_dir / "lineage.json", lineage)
+    results: dict[str, Any] = {}
+    if "preview" in stages:
+        _preview(dataset, spec, trainer, data_dir)
+    if evaluator is not None:
+        results["base"] = _evaluate(evaluator, spec.name_or_path, dataset, run_dir / "base_predictions.jsonl")
+    if "train" in stages:
+        results.update(_train(cfg, spec, dataset, trainer, evaluator, run_dir, record, tracker))
+    if is_main_process() and evaluator is not None:
+        write_json(run_dir / "eval.json", results)
+    return results
+
+
+def _quiet_libraries() -> None:
     import datasets
     import transformers
-    from omegaconf import OmegaConf
 
     # Per-map bars and weight-loading reports drown the training bar and the report table.
     datasets.disable_progress_bars()
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
-    stages = list(cfg.stages)
-    allowed = tuple(cfg.allowed_targets or ())
-    # Dependency order: the data first, the model spec before the trainer and the evaluator.
-    dataset = instantiate(cfg.dataset, "dataset", allowed)
-    spec = instantiate(cfg.model, "model", allowed)
-    trainer = instantiate(cfg.trainer, "trainer", allowed)
-    evaluator = instantiate(cfg.evaluator, "evaluator", allowed)
-    data_dir = run_dir / "data"
+
+def _evaluate(evaluator, model, dataset, predictions: Path) -> dict[str, Any]:
+    results = evaluator.evaluate(model, dataset)
     if is_main_process():
-        _save_loaded(dataset, data_dir)
-    if "sanitize" in stages:
-        dataset = _sanitize(cfg, dataset, data_dir)
-    results: dict[str, Any] = {}
-    if "preview" in stages:
-        _preview(dataset, spec, trainer, data_dir)
-    if "evaluate" in stages:
-        base = evaluator.evaluate(spec.name_or_path, dataset)
-        if is_main_process():
-            base.save_predictions(run_dir / "base_predictions.jsonl")
-        results["base"] = base.to_dict()
-    if "train" in stages:
-        from modelops.train.loop import train
+        results.save_predictions(predictions)
+    return results.to_dict()
 
-        trained = train(spec, dataset, trainer, run_dir, record)
-        results["train"] = {"steps": trained.steps, "final_loss": trained.final_loss,
-                            "tokens_per_s": trained.tokens_per_second, "model_dir": str(trained.model_dir)}  # fmt: skip
-        if "evaluate" in stages:
-            tuned = evaluator.evaluate(trained.model_dir, dataset)
-            if is_main_process():
-                tuned.save_predictions(run_dir / "predictions.jsonl")
-            results["fine_tuned"] = tuned.to_dict()
-        if is_main_process():
-            from modelops.models.card import write_model_card
 
-            write_model_card(trained.model_dir, OmegaConf.to_yaml(cfg), _metrics_only(results))
-    if is_main_process() and "evaluate" in stages:
-        write_json(run_dir / "eval.json", results)
+def _train(cfg, spec, dataset, trainer, evaluator, run_dir: Path, record: JobRecord, tracker) -> dict[str, Any]:
+    """Train, evaluate the result (with an evaluator), write the model card; the results of both."""
+    from omegaconf import OmegaConf
+
+    from modelops.models.card import write_model_card
+    from modelops.train.loop import train
+
+    trained = train(spec, dataset, trainer, run_dir, record)
+    results: dict[str, Any] = {"train": {"steps": trained.steps, "final_loss": trained.final_loss,
+                                         "tokens_per_s": trained.tokens_per_second,
+                                         "model_dir": str(trained.model_dir)}}  # fmt: skip
+    if evaluator is not None:
+        results["fine_tuned"] = _evaluate(evaluator, trained.model_dir, dataset, run_dir / "predictions.jsonl")
+    if is_main_process():
+        write_model_card(trained.model_dir, OmegaConf.to_yaml(cfg), _metrics_only(results))
     return results
 
 
-def _save_loaded(dataset, data_dir: Path) -> None:
-    """Lineage and load report in data/; rows skipped while loading (on_error=skip) printed and kept."""
-    import json
-
+def _save_skipped(dataset, data_dir: Path) -> None:
+    """Rows skipped while loading (on_error=skip): counted on the console, each one kept in data/skipped.jsonl."""
     from modelops.io import atomic_path
 
-    write_json(data_dir / "lineage.json", {"loaded": dataset.lineage(), "load_report": dataset.load_report})
     lines = dataset.skip_summary()
     if not lines:
         return
@@ -149,8 +208,6 @@ def _sanitize(cfg, dataset, data_dir: Path):
     clean = sanitizer.sanitize(dataset)
     if is_main_process():
         sanitizer.report.save(data_dir)
-        lineage = {"loaded": dataset.lineage(), "load_report": dataset.load_report, "sanitized": clean.lineage()}
-        write_json(data_dir / "lineage.json", lineage)
         say(sanitizer.report.table())
     emptied = [name for name in clean.split_names if len(clean[name]) == 0 and len(dataset[name]) > 0]
     if emptied:
@@ -177,7 +234,7 @@ def _metrics_only(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary(results: dict[str, Any], run_dir: Path) -> str:
-    """A few lines for the terminal: metrics before/after and where the model is."""
+    """A few lines for the terminal: metrics before/after, where the model is, the registered version."""
     from modelops.evaluate.results import EvalResults, comparison_table
 
     lines = [f"run directory: {run_dir}"]
@@ -186,8 +243,10 @@ def summary(results: dict[str, Any], run_dir: Path) -> str:
         lines.append(comparison_table(evals))
     if "train" in results:
         lines.append(f"model: {results['train']['model_dir']}")
-    job_file = Path(run_dir) / "job.json"
-    registered = read_job(job_file).get("registered_model") if job_file.exists() else None
-    if registered:
-        lines.append(f"registered: {registered}")
+    if results.get("registered_model"):
+        lines.append(f"registered: {results['registered_model']}")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(run_job(sys.argv[1]))

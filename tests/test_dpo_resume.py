@@ -82,7 +82,7 @@ def _start(run_dir: Path, dataset, **options):
 
 def _resume_worker(run_dir: Path) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "modelops.train.worker", str(run_dir)]
+    command = [sys.executable, "-m", "modelops.run", str(run_dir)]
     return subprocess.run(command, env=env, capture_output=True, timeout=600).returncode
 
 

@@ -44,7 +44,7 @@ def _start(run_dir: Path, **options):
 
 def _resume(run_dir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "modelops.train.worker", str(run_dir)], env=env,
+    return subprocess.run([sys.executable, "-m", "modelops.run", str(run_dir)], env=env,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
 
 

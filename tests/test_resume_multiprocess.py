@@ -75,7 +75,7 @@ def test_two_processes_killed_mid_epoch_resume_to_the_weights_of_an_uninterrupte
     assert saved.name == "step-4" and (saved / COMPLETE).exists()
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in saved.iterdir()}  # one per process
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, *LAUNCH, "-m", "modelops.train.worker", str(job.run_dir)], env=env,
+    proc = subprocess.run([sys.executable, *LAUNCH, "-m", "modelops.run", str(job.run_dir)], env=env,
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert job.status == "succeeded"

@@ -111,7 +111,7 @@ def test_seed_example_with_a_registered_name_and_a_resumed_job(tmp_path, monkeyp
 
     # Running the worker again resumes from the checkpoint into the same MLflow run.
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    subprocess.run([sys.executable, "-m", "modelops.train.worker", str(job.run_dir)], env=env, check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "modelops.run", str(job.run_dir)], env=env, check=True, timeout=300)
     assert job.status == "succeeded"
     (run,) = store.search_runs([cancelled.info.experiment_id])
     assert run.info.run_id == run_id and run.info.status == "FINISHED"

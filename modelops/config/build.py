@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from modelops.errors import ConfigError, ModelopsError
+from modelops.config.construct import construct
+from modelops.config.validate import check_node
+
+__all__ = ["compose", "construct", "instantiate"]
 
 
 def instantiate(node, key: str, allowed: Sequence[str] = (), **kwargs: Any) -> Any:
@@ -27,31 +30,8 @@ def instantiate(node, key: str, allowed: Sequence[str] = (), **kwargs: Any) -> A
         ConfigError: naming the key of a refused target, an unknown key or a failed construction;
             a `ModelopsError` raised by the target itself passes through unchanged.
     """
-    from modelops.config.validate import check_node
-
     check_node(key, _plain(node), tuple(allowed))
     return construct(node, key, allowed, **kwargs)
-
-
-def construct(node, key: str, allowed: Sequence[str] = (), **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate(node, **kwargs)` for a node already checked with `check_node`."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate as hydra_instantiate
-
-    from modelops.config.targets import trusting
-
-    # Plain containers: otherwise nested dataclass objects come back as DictConfig.
-    kwargs.setdefault("_convert_", "all")
-    try:
-        with trusting(tuple(allowed)):
-            return hydra_instantiate(node, **kwargs)
-    except InstantiationException as exc:
-        if not isinstance(exc.__cause__, ModelopsError):
-            raise ConfigError(f"{key}: {exc.__cause__ or exc}") from exc
-        error = exc.__cause__
-    # The target's own error, raised outside the handler so that it keeps its own chain: Hydra's
-    # wrapper around it adds nothing.
-    raise error
 
 
 def _plain(node) -> Any:

@@ -18,7 +18,7 @@ _PLAIN_FLAGS = ("-m", "--multirun")
 _COULD_NOT_OVERRIDE = re.compile(r"Could not override '([^']+)'")
 
 
-def precheck(argv: list[str]) -> None:
+def precheck(argv: list[str]) -> bool:
     """Compose and validate the config of `python -m modelops ARGS` as `hydra.main` will.
 
     Sweep overrides (`a=1,2`) are checked with their first value; run and sweep settings of
@@ -26,29 +26,20 @@ def precheck(argv: list[str]) -> None:
 
     Raises:
         ConfigError: an unknown key (with a did-you-mean), a bad value, or whatever `validate` refuses.
+
+    Returns:
+        Whether the config a single run will compose was validated (not for a sweep, nor with Hydra's own flags).
     """
     args = argv[1:]
     if any(arg.startswith("-") and arg not in _PLAIN_FLAGS for arg in args):
-        return
+        return False
     overrides = _first_of_sweeps([arg for arg in args if arg not in _PLAIN_FLAGS])
     cfg = _compose(overrides)
     from modelops.config.validate import check_model_reference, validate
 
     validate(cfg)
     check_model_reference(cfg)
-    _check_trainer_values(cfg)
-
-
-def _check_trainer_values(cfg) -> None:
-    """Build the trainer settings (their range checks), without the optimizer factory (that imports torch)."""
-    from omegaconf import OmegaConf
-
-    from modelops.config.build import instantiate
-
-    node = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if isinstance(node, dict) and "optimizer" in node:
-        node["optimizer"] = None
-    instantiate(node, "trainer")
+    return not any(arg in _PLAIN_FLAGS for arg in args)
 
 
 def _first_of_sweeps(overrides: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ import types
 import typing
 from typing import Any
 
+from modelops.config.construct import construct
 from modelops.config.targets import DEFAULT_ALLOWED, check_target
 from modelops.errors import ConfigError, did_you_mean
 
@@ -49,13 +50,23 @@ def validate(cfg) -> None:
             hint = did_you_mean(stage, STAGES)
             raise ConfigError(f"stages: unknown stage {stage!r}{hint}; stages are {list(STAGES)}")
     groups = [(group, data[group]) for group in GROUPS if data.get(group) is not None]
-    for libraries in (False, True):
-        for group, node in groups:
-            _walk(group, node, allowed, libraries)
+    # Cheap checks first (modelops's own targets and values), so that a typo or a negative learning rate is
+    # reported before a library (torch, peft) is imported to resolve a target of its own.
+    for group, node in groups:
+        _walk(group, node, allowed, libraries=False)
+    _check_trainer_values(data.get("trainer"))
+    for group, node in groups:
+        _walk(group, node, allowed, libraries=True)
     # A dotted metric name is an import path too: it must pass the same check.
     for i, metric in enumerate((data.get("evaluator") or {}).get("metrics") or []):
         if isinstance(metric, str) and "." in metric:
             check_target(f"evaluator.metrics.{i}", metric, allowed)
+
+
+def _check_trainer_values(node: Any) -> None:
+    """Build the trainer settings (their range checks) without the optimizer factory, which imports torch."""
+    if isinstance(node, dict) and node.get("_target_"):
+        construct({**node, "optimizer": None} if "optimizer" in node else node, "trainer")
 
 
 def check_model_reference(cfg) -> None:

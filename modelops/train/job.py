@@ -17,7 +17,8 @@ from modelops.errors import ConfigError, JobError
 from modelops.train.config import TrainConfig
 from modelops.train.record import FINAL, JobRecord, read_job
 
-SPEC_FILE = "job_spec.json"
+SPEC_FILE = "job_spec.json"  # what modelops.run.run_job reads
+PIPELINE = "modelops.run"  # the module the job's process runs: the same pipeline as the CLI
 
 
 def _new_run_dir(root: str | Path = "outputs/jobs") -> Path:
@@ -172,9 +173,7 @@ class FineTuningJob:
         try:
             JobRecord(self.run_dir / "job.json").update(status="queued")
             self.dataset.save_to_disk(self.run_dir / "data" / "input")
-            nodes = {"model": self.model_node, "trainer": self.trainer_node, "tracking": self.tracking_node,
-                     "registry": self.registry_node}  # fmt: skip
-            write_json(self.run_dir / SPEC_FILE, nodes)
+            write_json(self.run_dir / SPEC_FILE, self._config())
         except OSError as exc:
             raise JobError(f"{self.run_dir}: cannot write the run directory ({exc.strerror or exc})") from exc
         # The child imports modelops from where this process did, installed or not.
@@ -187,8 +186,16 @@ class FineTuningJob:
         log.close()
         return self
 
+    def _config(self) -> dict[str, Any]:
+        """The config the pipeline runs: the dataset saved in the run directory, trained, tracked."""
+        dataset = {"_target_": "modelops.data.dataset.Dataset.load_from_disk",
+                   "path": str((self.run_dir / "data" / "input").resolve())}  # fmt: skip
+        return {"dataset": dataset, "model": self.model_node, "trainer": self.trainer_node,
+                "tracking": self.tracking_node, "registry": self.registry_node, "stages": ["train"],
+                "allowed_targets": []}  # fmt: skip
+
     def _command(self) -> list[str]:
-        worker = ["-m", "modelops.train.worker", str(self.run_dir)]
+        worker = ["-m", PIPELINE, str(self.run_dir)]
         if self.num_processes == 1:
             return [sys.executable, *worker]
         # --multi_gpu starts num_processes processes; with no GPU they run on the CPU over gloo.
@@ -286,7 +293,8 @@ class FineTuningJob:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return dict(self._read().get("metrics", {}))
+        """The training's figures once it succeeded: `steps`, `final_loss`, `tokens_per_s`, `model_dir`."""
+        return dict(self._read().get("metrics", {}).get("train", {}))
 
     @property
     def fine_tuned_model(self) -> Path:
