@@ -29,7 +29,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelops.data import preference
+from modelops.data.messages import (
+    ROLES,
+    SHAREGPT_FIELD,
+    SHAREGPT_ROLES,
+    RowProblem,
+    is_string,
+    messages_problem,
+    rebuild_messages,
+    type_name,
+)
 from modelops.errors import DataError
+
+__all__ = ["ROLES", "SHAREGPT_FIELD", "SHAREGPT_ROLES", "RowProblem"]
 
 
 @dataclass(frozen=True)
@@ -62,13 +75,6 @@ FORMATS: dict[str, Format] = {
 #: one with `messages` (or `conversations`) beside `chosen` and `rejected` is preference, not chat.
 DETECTION_ORDER = ("preference", "chat", "instruction", "completion", "classification", "text")
 
-ROLES = ("system", "user", "assistant", "tool")
-
-#: ShareGPT speaker -> chat role; the plain role names are accepted as themselves.
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", **{r: r for r in ROLES}}
-
-SHAREGPT_FIELD = "conversations"
-
 #: Every name a column mapping may target.
 CANONICAL_FIELDS = frozenset(f for spec in FORMATS.values() for f in spec.fields) | {SHAREGPT_FIELD}
 
@@ -89,15 +95,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
 
 class FormatNotDetected(DataError):
     """No format's fields are among the columns (even under their usual names)."""
-
-
-class RowProblem(Exception):
-    """One row that does not fit; `reason` is the short key it is counted under when skipped."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 def get_format(name: str) -> Format:
@@ -242,10 +239,8 @@ def check_row(row: Any, fmt: str, seen: dict[str, Any]) -> dict[str, Any]:
         RowProblem: naming the field and what is wrong with it.
     """
     if not isinstance(row, dict):
-        raise RowProblem("not_object", f"expected a JSON object, got {_type_name(row)}")
+        raise RowProblem("not_object", f"expected a JSON object, got {type_name(row)}")
     if fmt == "preference":
-        from modelops.data import preference  # it builds on this module's checks
-
         return preference.check_row(row, seen)
     if fmt == "chat" and "messages" not in row and SHAREGPT_FIELD in row:
         row = {("messages" if k == SHAREGPT_FIELD else k): v for k, v in row.items()}
@@ -263,7 +258,7 @@ def check_row(row: Any, fmt: str, seen: dict[str, Any]) -> dict[str, Any]:
 def _check_field(name: str, value: Any, seen: dict[str, Any]) -> None:
     if name in STRING_FIELDS:
         if not (isinstance(value, str) or (name == "input" and value is None)):
-            raise RowProblem("wrong_type", f"field {name!r}: expected a string, got {_type_name(value)}")
+            raise RowProblem("wrong_type", f"field {name!r}: expected a string, got {type_name(value)}")
     elif name == "label":
         _check_label(value, seen)
     elif name == "messages":
@@ -272,33 +267,33 @@ def _check_field(name: str, value: Any, seen: dict[str, Any]) -> None:
 
 def _check_label(value: Any, seen: dict[str, Any]) -> None:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise RowProblem("wrong_type", f"field 'label': expected a string or an integer, got {_type_name(value)}")
+        raise RowProblem("wrong_type", f"field 'label': expected a string or an integer, got {type_name(value)}")
     first = seen.setdefault("label", type(value))
     if type(value) is not first:
         raise RowProblem(
             "wrong_type",
-            f"field 'label': {_type_name(value)} here, but {_type_name(first())} in earlier rows; "
+            f"field 'label': {type_name(value)} here, but {type_name(first())} in earlier rows; "
             "use one type for every label",
         )
 
 
 def _check_messages(messages: Any) -> None:
     if not isinstance(messages, list):
-        raise RowProblem("wrong_type", f"field 'messages': expected a list of messages, got {_type_name(messages)}")
+        raise RowProblem("wrong_type", f"field 'messages': expected a list of messages, got {type_name(messages)}")
     if not messages:
         raise RowProblem("wrong_type", "field 'messages': the list is empty")
     for i, message in enumerate(messages):
         where = f"field 'messages[{i}]'"
         if not isinstance(message, dict):
             raise RowProblem(
-                "wrong_type", f"{where}: expected an object with role and content, got {_type_name(message)}"
+                "wrong_type", f"{where}: expected an object with role and content, got {type_name(message)}"
             )
         role = message.get("role")
         if role not in ROLES:
             raise RowProblem("bad_role", f"{where}.role: {role!r} is not one of {list(ROLES)}")
         if not isinstance(message.get("content"), str):
             raise RowProblem(
-                "wrong_type", f"{where}.content: expected a string, got {_type_name(message.get('content'))}"
+                "wrong_type", f"{where}.content: expected a string, got {type_name(message.get('content'))}"
             )
 
 
@@ -319,11 +314,6 @@ def _sharegpt_messages(turns: Any) -> Any:
     return messages
 
 
-def _type_name(value: Any) -> str:
-    names = {dict: "object", list: "list", str: "string", int: "integer", float: "number", bool: "boolean"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
 # -- whole tables -----------------------------------------------------------------------------
 
 
@@ -333,8 +323,6 @@ def table_problem(table: Any, fmt: str) -> str | None:
     import pyarrow.compute as pc
 
     if fmt == "preference":
-        from modelops.data import preference
-
         return preference.table_problem(table)
     spec = FORMATS[fmt]
     names = table.column_names
@@ -348,39 +336,15 @@ def table_problem(table: Any, fmt: str) -> str | None:
         if name not in names:
             continue
         kind = table.schema.field(name).type
-        if name in STRING_FIELDS and not (_is_string(kind) or (name == "input" and pa.types.is_null(kind))):
+        if name in STRING_FIELDS and not (is_string(kind) or (name == "input" and pa.types.is_null(kind))):
             return f"{name!r} is {kind}"
-        if name == "label" and not (_is_string(kind) or pa.types.is_integer(kind)):
+        if name == "label" and not (is_string(kind) or pa.types.is_integer(kind)):
             return f"'label' is {kind}"
     if fmt == "chat":
         column = "messages" if "messages" in names else SHAREGPT_FIELD
         keys = ("role", "content") if column == "messages" else ("from", "value")
         allowed = ROLES if column == "messages" else tuple(SHAREGPT_ROLES)
-        return _messages_problem(table.column(column), keys, allowed, pc)
-    return None
-
-
-def _messages_problem(column: Any, keys: tuple[str, str], allowed: tuple[str, ...], pc: Any) -> str | None:
-    import pyarrow as pa
-
-    kind = column.type
-    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_struct(kind.value_type):
-        return f"messages are {kind}"
-    struct = kind.value_type
-    if any(struct.get_field_index(key) < 0 for key in keys):
-        return f"messages lack {keys}"
-    if not all(_is_string(struct.field(key).type) for key in keys):
-        return "message fields are not strings"
-    if pc.min(pc.list_value_length(column)).as_py() == 0:
-        return "an empty message list"
-    flat = pc.list_flatten(column)
-    if flat.null_count:
-        return "a null message"
-    role, content = (pc.struct_field(flat, key) for key in keys)
-    if role.null_count or content.null_count:
-        return "a null role or content"
-    if not pc.all(pc.is_in(role, value_set=pa.array(allowed))).as_py():
-        return "a role outside the allowed ones"
+        return messages_problem(table.column(column), keys, allowed, pc)
     return None
 
 
@@ -389,13 +353,11 @@ def canonical_table(table: Any, fmt: str) -> Any:
     import pyarrow as pa
 
     if fmt == "preference":
-        from modelops.data import preference
-
         table = preference.canonical_table(table)
     if fmt == "chat":
         column = "messages" if "messages" in table.column_names else SHAREGPT_FIELD
         keys = ("role", "content") if column == "messages" else ("from", "value")
-        messages = _rebuild_messages(table.column(column), keys)
+        messages = rebuild_messages(table.column(column), keys)
         index = table.column_names.index(column)
         table = table.set_column(index, "messages", messages)
     for index, name in enumerate(table.column_names):
@@ -406,27 +368,3 @@ def canonical_table(table: Any, fmt: str) -> Any:
             table = table.set_column(index, name, table.column(name).cast(pa.int64()))
     first = [name for name in _COLUMN_ORDER.get(fmt, FORMATS[fmt].fields) if name in table.column_names]
     return table.select(first + [name for name in table.column_names if name not in first])
-
-
-def _rebuild_messages(column: Any, keys: tuple[str, str]) -> Any:
-    """A list<struct<role, content>> column from any list of structs holding `keys` (role and content first)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    chunks = []
-    for chunk in column.chunks:
-        flat = pc.list_flatten(chunk)
-        role, content = (pc.struct_field(flat, key).cast(pa.string()) for key in keys)
-        if keys[0] == "from":
-            speakers = pa.array(list(SHAREGPT_ROLES))
-            role = pc.take(pa.array(list(SHAREGPT_ROLES.values())), pc.index_in(role, value_set=speakers))
-        offsets = pc.subtract(chunk.offsets, chunk.offsets[0]).cast(pa.int32())
-        messages = pa.StructArray.from_arrays([role, content], names=["role", "content"])
-        chunks.append(pa.ListArray.from_arrays(offsets, messages))
-    return pa.chunked_array(chunks, type=pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))
-
-
-def _is_string(kind: Any) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from modelops.data import formats
 from modelops.data.formats import RowProblem
+from modelops.data.messages import type_name
 from modelops.errors import ConfigError, DataError
 
 CHUNK_ROWS = 10_000
@@ -379,7 +380,7 @@ class _Builder:
                 if isinstance(row, RowProblem):
                     raise row
                 if self.fmt is None:  # nothing detectable yet: only non-objects so far
-                    raise RowProblem("not_object", f"expected a JSON object, got {formats._type_name(row)}")
+                    raise RowProblem("not_object", f"expected a JSON object, got {type_name(row)}")
                 good.append(formats.check_row(_rename(row, self.mapping), self.fmt, self._seen))
                 self._kept.append(position)
                 first = first or place

@@ -20,7 +20,7 @@ Rows in other shapes are converted, one row at a time:
 - a string prompt with message answers becomes a user message; string answers after a message
   prompt become assistant messages.
 
-A row is refused (`formats.RowProblem`) when a side is missing or empty, both sides are the same,
+A row is refused (`messages.RowProblem`) when a side is missing or empty, both sides are the same,
 a side's last turn is not the assistant's, or no prompt can be found.
 """
 
@@ -29,7 +29,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from modelops.data.formats import ROLES, SHAREGPT_FIELD, SHAREGPT_ROLES, RowProblem, _type_name
+from modelops.data.messages import (
+    ROLES,
+    SHAREGPT_FIELD,
+    SHAREGPT_ROLES,
+    RowProblem,
+    is_string,
+    messages_problem,
+    rebuild_messages,
+    type_name,
+)
 
 FORMAT = "preference"
 FIELDS = ("prompt", "chosen", "rejected")
@@ -85,7 +94,7 @@ def _value(value: Any, name: str) -> str | list[dict[str, str]]:
     if isinstance(value, list):
         return [_message(turn, f"{name}[{i}]") for i, turn in enumerate(value)]
     raise RowProblem(
-        "wrong_type", f"field {name!r}: expected a string, a message or a list of messages, got {_type_name(value)}"
+        "wrong_type", f"field {name!r}: expected a string, a message or a list of messages, got {type_name(value)}"
     )
 
 
@@ -93,7 +102,7 @@ def _message(turn: Any, where: str) -> dict[str, str]:
     """``{role, content}`` from a chat message or a ShareGPT ``{from, value}`` turn (other keys dropped)."""
     if not isinstance(turn, dict) or not ({"role", "from"} & set(turn)):
         raise RowProblem(
-            "wrong_type", f"field {where!r}: expected an object with role and content, got {_type_name(turn)}"
+            "wrong_type", f"field {where!r}: expected an object with role and content, got {type_name(turn)}"
         )
     if "role" in turn:
         role, content = turn["role"], turn.get("content")
@@ -104,7 +113,7 @@ def _message(turn: Any, where: str) -> dict[str, str]:
         if role is None:
             raise RowProblem("bad_role", f"field {where!r}.from: {turn['from']!r} is not one of {list(SHAREGPT_ROLES)}")
     if not isinstance(content, str):
-        raise RowProblem("wrong_type", f"field {where!r}.content: expected a string, got {_type_name(content)}")
+        raise RowProblem("wrong_type", f"field {where!r}.content: expected a string, got {type_name(content)}")
     return {"role": role, "content": content}
 
 
@@ -203,14 +212,12 @@ def table_problem(table: Any) -> str | None:
     Canonical is every field a string (text form) or every field a list of ``{role, content}``
     messages (chat form), with no row that `check_row` would refuse or change.
     """
-    from modelops.data.formats import _is_string
-
     for name in FIELDS:
         if name not in table.column_names:
             return f"no column {name!r}"
         if table.column(name).null_count:
             return f"nulls in {name!r}"
-    strings = [_is_string(table.schema.field(name).type) for name in FIELDS]
+    strings = [is_string(table.schema.field(name).type) for name in FIELDS]
     if all(strings):
         return _text_problem(table)
     return _chat_problem(table) if not any(strings) else "text and messages mixed"
@@ -230,10 +237,8 @@ def _text_problem(table: Any) -> str | None:
 def _chat_problem(table: Any) -> str | None:
     import pyarrow.compute as pc
 
-    from modelops.data.formats import _messages_problem
-
     for name in FIELDS:
-        problem = _messages_problem(table.column(name), ("role", "content"), ROLES, pc)
+        problem = messages_problem(table.column(name), ("role", "content"), ROLES, pc)
         if problem:
             return f"{name!r}: {problem}"
     joined = []
@@ -269,11 +274,9 @@ def canonical_table(table: Any) -> Any:
     """`table` (canonical pairs) with every message column holding only ``{role, content}``, in that order."""
     import pyarrow as pa
 
-    from modelops.data.formats import _rebuild_messages
-
     for name in FIELDS:
         kind = table.schema.field(name).type
         if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            rebuilt = _rebuild_messages(table.column(name), ("role", "content"))
+            rebuilt = rebuild_messages(table.column(name), ("role", "content"))
             table = table.set_column(table.column_names.index(name), name, rebuilt)
     return table

@@ -5,10 +5,10 @@ Three kinds of metric, told apart by name:
 - classification (``accuracy``, ``f1``, ``precision``, ``recall``, ``confusion_matrix`` and any added with
   :func:`register_metric`): scored on predicted vs true class ids;
 - language model (``loss``, ``perplexity``, ``bits_per_byte``): computed by
-  :func:`modelops.evaluate.perplexity.language_model_scores` from the model itself;
+  the evaluator's `language_model_scores` from the model itself;
 - generative (``exact_match``): scored on generated vs reference strings;
 - preference (``preference_accuracy``, ``reward_accuracy``, ``reward_margin``): on preference pairs, from the
-  log-probabilities of each side (:mod:`modelops.evaluate.preference`).
+  log-probabilities of each side (the evaluator's preference scoring).
 
 A user metric needs no registration: :func:`resolve_metrics` also takes a dotted name (``"mypkg.metrics.mine"``),
 a config node ``{_target_: mypkg.metrics.mine, some_option: 1}`` (the other keys are bound as keyword arguments)
@@ -53,7 +53,7 @@ AVERAGES = ("macro", "micro", "weighted", "binary")
 
 LM_METRICS = {"loss", "perplexity", "bits_per_byte"}
 PREFERENCE_METRICS = {"preference_accuracy", "reward_accuracy", "reward_margin"}
-"""Language-model metric names; computed by :func:`modelops.evaluate.perplexity.language_model_scores`."""
+"""Language-model metric names; computed by the evaluator's `language_model_scores`."""
 
 
 def _check_average(average: str, num_labels: int) -> None:
