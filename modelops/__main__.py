@@ -11,9 +11,10 @@ _validated = False
 def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    from modelops.distributed import is_main_process
     from modelops.errors import ModelopsError, report
     from modelops.log import say
-    from modelops.run import is_main_process, run, summary
+    from modelops.run import run, summary
     from modelops.sweep import objective_value
 
     run_dir = HydraConfig.get().runtime.output_dir

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelops.distributed import is_main_process
 from modelops.errors import ConfigError, DataError, JobError
 from modelops.log import say
 from modelops.models.spec import ModelSpec
@@ -90,7 +90,7 @@ def _without_periodic_eval(config: TrainConfig, dataset) -> TrainConfig:
             f"trainer.eval_every: trainer.{needs[0]} compares evaluations, but the dataset has no 'validation' "
             f"split (splits: {dataset.split_names}); {_ADD_VALIDATION}"
         )
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         note = (f"note: trainer.eval_every={config.eval_every}: the dataset has no 'validation' split, so training "
                 f"runs without periodic evaluation; {_ADD_VALIDATION}")  # fmt: skip
         say(note, err=True)
