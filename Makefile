@@ -16,7 +16,7 @@ test-fast:
 	$(PY) -m pytest -m "not slow"
 
 lint:
-	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && .venv/bin/lint-imports
 
 format:
 	$(PY) -m ruff format . && $(PY) -m ruff check --fix .

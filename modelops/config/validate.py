@@ -64,8 +64,12 @@ def validate(cfg) -> None:
 
 
 def _check_trainer_values(node: Any) -> None:
-    """Build the trainer settings (their range checks) without the optimizer factory, which imports torch."""
-    if isinstance(node, dict) and node.get("_target_"):
+    """Build the trainer settings (their range checks) without the optimizer factory, which imports torch.
+
+    Only a target inside modelops, already checked by the first pass: anything else is built by nothing here.
+    """
+    target = node.get("_target_") if isinstance(node, dict) else None
+    if isinstance(target, str) and target.startswith("modelops."):
         construct({**node, "optimizer": None} if "optimizer" in node else node, "trainer")
 
 
