@@ -125,8 +125,8 @@ def _quantization(kind: str) -> dict[str, Any]:
 def apply_liger(model) -> None:
     """Swap transformers' RMSNorm, RoPE and MLP activations of `model` for Liger's Triton kernels, in place.
 
-    Liger's fused linear cross-entropy stays off: it replaces the model's forward to compute the loss
-    itself, and the loop computes its loss from the logits (summed over each step's targets).
+    Liger's fused linear cross-entropy is not patched into the model's forward: the loop calls it itself
+    on the hidden states (`modelops.models.loss.loss_sum(liger=True)`), summed over each step's targets.
 
     Raises:
         ConfigError: no CUDA GPU, or the `liger-kernel` package is not installed.

@@ -176,7 +176,7 @@ def train(
     if resumed_from is None:
         set_seed(config.seed, device_specific=True)  # per-process dropout streams
     stepper = _Stepper(accelerator, model, optimizer, scheduler, spec.task == "causal_lm", config.max_grad_norm,
-                       loss_step)  # fmt: skip
+                       loss_step, config.liger, config.chunked_loss)  # fmt: skip
     log = _setup_logging(accelerator, config, spec, run_dir, record, total_steps, state.step, metric_sinks)
     evaluation = EvalSchedule(accelerator, model, data.validation, data.eval_collate, config, stepper.causal,
                               len(dataset.labels or []), log, record, checkpoints.save_best,
@@ -363,9 +363,11 @@ class _Stepper:
     """
 
     def __init__(self, accelerator, model, optimizer, scheduler, causal: bool, max_grad_norm: float | None,
-                 loss_step=None):  # fmt: skip
+                 loss_step=None, liger: bool = False, chunked: bool = True):  # fmt: skip
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
         self.causal, self.max_grad_norm = causal, max_grad_norm
+        # The causal-LM loss: from hidden states in chunks, by Liger's fused kernel, or (not chunked) from full logits.
+        self.liger, self.chunked = liger, chunked
         # A preference objective's step (modelops.train.preference): the summed loss of a batch, and its metrics.
         self.loss_step = loss_step
         self.tokens, self.idle, self.started = 0, 0.0, time.perf_counter()
@@ -390,7 +392,7 @@ class _Stepper:
                 if self.loss_step:
                     loss = self.loss_step(self.model, batch) * scale
                 else:
-                    loss = loss_sum(self.model, batch, self.causal)[0] * scale
+                    loss = loss_sum(self.model, batch, self.causal, self.liger, self.chunked)[0] * scale
                 accelerator.backward(loss)
             total += loss.detach()
             self.tokens += int(batch["num_tokens"])
