@@ -73,10 +73,24 @@ def _setup_accelerator(config: TrainConfig, run_dir: Path, record: JobRecord):
     # Without a GPU, Accelerate only sees several torchrun processes (MULTI_CPU over gloo) when told `cpu`.
     options["cpu"] = not torch.cuda.is_available()
     precision, why = _precision(config.mixed_precision, record)
+    _fresh_accelerator_state()
     # The loop steps the scheduler once per optimizer step itself (not num_processes times, as Accelerate would).
     accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False, **options)
     _announce(accelerator, record, f"precision: {'fp32' if precision == 'no' else precision} ({why})")
     return accelerator
+
+
+def _fresh_accelerator_state() -> None:
+    """Forget the settings an earlier training in this process gave Accelerate's process-wide state.
+
+    `AcceleratorState` is a singleton: a second `Accelerator` with another mixed precision (two `train()`
+    calls, a Hydra multirun over `trainer.mixed_precision`) would raise "already been initialized". The
+    process group (`PartialState`) is kept.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
 
 
 def _setup_model(spec: ModelSpec, labels: list[str] | None, seed: int, liger: bool):
