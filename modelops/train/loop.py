@@ -24,6 +24,7 @@ from typing import Any
 
 from modelops.errors import JobError
 from modelops.log import say
+from modelops.models.attention import pick_attention
 from modelops.models.spec import ModelSpec
 from modelops.train.checkpoint import Checkpointer, LoopState
 from modelops.train.config import TrainConfig
@@ -91,6 +92,14 @@ def _fresh_accelerator_state() -> None:
 
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
+
+
+def _setup_attention(spec: ModelSpec, config: TrainConfig) -> tuple[ModelSpec, str | None]:
+    """The spec with the attention kernel the probe picks for a causal LM, and why (None for classifiers)."""
+    if spec.task != "causal_lm":
+        return spec, None
+    kernel, why = pick_attention(spec.attn_implementation, config.batching == "packing")
+    return (dataclasses.replace(spec, attn_implementation=kernel) if kernel else spec), why
 
 
 def _setup_model(spec: ModelSpec, labels: list[str] | None, seed: int, liger: bool):
@@ -173,7 +182,10 @@ def train(
     accelerator = _setup_accelerator(config, run_dir, record)
     record.enabled = record.enabled and accelerator.is_main_process
     set_seed(config.seed)
+    spec, why = _setup_attention(spec, config)
     model, tokenizer = _setup_model(spec, dataset.labels, config.seed, config.liger)
+    if why:
+        _announce(accelerator, record, f"attention: {model.config._attn_implementation} ({why})")
     # The data needs the tokenizer; the step count needs the sharded loader; the scheduler needs the step count.
     data, loader = _setup_data(accelerator, dataset, tokenizer, model, spec, config, run_dir, record)
     total_steps = config.max_steps or math.ceil(len(loader) / config.gradient_accumulation_steps) * config.epochs
