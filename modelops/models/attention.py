@@ -44,7 +44,7 @@ def pick_attention(requested: str | None, packing: bool) -> tuple[str | None, st
     if cuda and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2", "flash-attn installed: varlen kernel, no padding"
     if not packing:
-        return None, "transformers' default (rows are not packed)"
+        return None, "transformers' default: rows are not packed"
     if cuda and _flex_available():
         return "flex_attention", "no flash-attn: PyTorch flex_attention with a document block mask"
     # None: transformers' default, sdpa for every model that has it (eager for the few that do not).
