@@ -30,12 +30,15 @@ def test_hub_kernels_are_off_by_default_in_the_model_config():
 
 def test_a_second_training_in_the_process_gets_its_own_accelerator_settings(tmp_path):
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from modelops.data.dataset import Dataset
     from modelops.data.demo_formats import instruction_demo
     from modelops.train.loop import train
 
-    # An earlier run in this process left bf16 in Accelerate's process-wide state (CPU autocast allows it).
+    # An earlier run in this process left bf16 in Accelerate's process-wide state (CPU autocast allows it);
+    # the state other tests of this process left is cleared first, to set that scene.
+    AcceleratorState._reset_state()
     assert Accelerator(mixed_precision="bf16", cpu=True).mixed_precision == "bf16"
     data = Dataset({"train": instruction_demo(n=40, seed=1)["train"].select(range(8))}, format="instruction")
     config = TrainConfig(max_steps=1, batch_size=4, mixed_precision="no", resume=None, checkpoint_every=None,
