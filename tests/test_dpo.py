@@ -100,19 +100,32 @@ def test_response_logps_sum_only_response_tokens():
 
     from modelops.tasks.preference import PairCollator, response_logps
 
-    vocab = 11
-    logits = torch.randn(4, 7, vocab, generator=torch.Generator().manual_seed(0))
+    vocab, width = 11, 5
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(4, 7, width, generator=generator)
+    head = torch.nn.Linear(width, vocab, bias=False)
+    logits = head(hidden).detach()
 
     class Fixed(torch.nn.Module):
+        """Fixed hidden states through a real head: the log-probs come from hidden states, not full logits."""
+
+        def __init__(self):
+            super().__init__()
+            self.head = head
+
+        def get_output_embeddings(self):
+            return self.head
+
         def forward(self, input_ids, attention_mask, use_cache):
-            return type("Out", (), {"logits": logits})()
+            return type("Out", (), {"logits": self.head(hidden)})()
 
     features = [
         {"prompt_ids": [1, 5, 6], "chosen_ids": [7, 2], "rejected_ids": [8, 9, 10, 2], "length": 7},
         {"prompt_ids": [1, 4], "chosen_ids": [3, 2], "rejected_ids": [2], "length": 4},
     ]
     batch = PairCollator(pad_token_id=0)(features)
-    scores = response_logps(Fixed(), batch)
+    with torch.no_grad():
+        scores = response_logps(Fixed(), batch)
     log_probs = logits.log_softmax(-1)
     # row 0 (pair 0, chosen): tokens 7 at position 3 and 2 at position 4, predicted from positions 2 and 3
     assert float(scores.chosen[0]) == pytest.approx(float(log_probs[0, 2, 7] + log_probs[0, 3, 2]), abs=1e-5)

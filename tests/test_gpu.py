@@ -93,3 +93,55 @@ def test_bench_gpu_full_shapes_run(tmp_path):
                           capture_output=True, text=True, timeout=1800, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("modelops / TRL tokens/s") == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_bf16_supported(), reason="needs a GPU with bf16")
+def test_bf16_then_fp32_trainings_in_one_process(tmp_path, capsys):
+    first, _ = _train(tmp_path / "bf16", mixed_precision="bf16", max_steps=2)
+    second, _ = _train(tmp_path / "fp32", mixed_precision="no", max_steps=2)
+    out = capsys.readouterr().out
+    assert first.steps == second.steps == 2
+    assert "precision: bf16" in out and "precision: fp32" in out
+
+
+def test_hub_kernels_stay_off_on_a_gpu():
+    from modelops.models.loading import load_model
+
+    # without the kernels package transformers' default would raise "Kernels are not available"
+    model = load_model(ModelSpec(name_or_path="tiny-llama", task="causal_lm"))
+    assert model.use_kernels is False
+
+
+def test_chunked_loss_and_gradients_equal_full_logits_on_a_gpu():
+    from modelops.models import loss as L
+    from modelops.models.labels import IGNORE_INDEX
+    from modelops.models.loading import load_model
+
+    model = load_model(ModelSpec(name_or_path="tiny-llama", task="causal_lm")).cuda()
+    ids = torch.randint(4, 200, (2, 64), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    labels = ids.clone()
+    labels[:, :10] = IGNORE_INDEX
+    grads = []
+    for compute in (L.full_logits_loss_sum, L.loss_sum):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            value = compute(model, {"input_ids": ids}, labels)
+        value.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        model.zero_grad(set_to_none=True)
+    for plain, chunked in zip(*grads, strict=True):
+        torch.testing.assert_close(chunked, plain, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is None, reason="needs liger-kernel")
+def test_liger_fused_linear_cross_entropy_equals_the_chunked_loss():
+    from modelops.models import loss as L
+    from modelops.models.labels import IGNORE_INDEX
+    from modelops.models.loading import load_model
+
+    model = load_model(ModelSpec(name_or_path="tiny-llama", task="causal_lm")).cuda()
+    ids = torch.randint(4, 200, (2, 64), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    labels = ids.clone()
+    labels[:, :10] = IGNORE_INDEX
+    chunked = L.loss_sum(model, {"input_ids": ids}, labels)
+    fused = L.loss_sum(model, {"input_ids": ids}, labels, liger=True)
+    torch.testing.assert_close(fused, chunked, atol=1e-3, rtol=1e-4)

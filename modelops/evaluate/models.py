@@ -129,7 +129,7 @@ def _from_adapter(path: Path, name: str) -> LoadedModel:
     auto = peft.AutoPeftModelForSequenceClassification if task == "seq_cls" else peft.AutoPeftModelForCausalLM
     try:
         with quiet_peft():
-            model = auto.from_pretrained(str(path), use_safetensors=True)
+            model = auto.from_pretrained(str(path), use_safetensors=True, use_kernels=False)
     except OSError as exc:
         raise ModelError(f"adapter {path}: cannot load it or its base model ({exc})") from exc
     return LoadedModel(model.eval(), load_tokenizer(str(path)), task, name, _model_labels(model, task))

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from modelops.errors import EvaluationError
+from modelops.models import loss as lm_loss
 from modelops.models.labels import IGNORE_INDEX as _IGNORE
 
 
@@ -159,12 +160,9 @@ def _collate(batch: list[tuple[list[int], int]], device):
 
 
 def _batch_nll(model, input_ids, attention_mask, labels) -> float:
-    """Summed NLL of the labelled tokens; logits at position t predict the token at t + 1."""
-    import torch
+    """Summed NLL of the labelled tokens; logits at position t predict the token at t + 1.
 
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-    targets = labels[:, 1:]
-    scored = targets != _IGNORE
-    # Upcast only the scored positions: a bf16 model's full logits in float32 can be large.
-    nll = torch.nn.functional.cross_entropy(logits[scored].float(), targets[scored], reduction="sum")
+    From hidden states, the labelled positions only, in chunks: a large vocabulary's full logits never exist.
+    """
+    nll = lm_loss.loss_sum(model, {"input_ids": input_ids, "attention_mask": attention_mask}, labels)
     return float(nll.double())

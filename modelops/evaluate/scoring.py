@@ -16,6 +16,7 @@ import numpy as np
 
 from modelops.errors import EvaluationError
 from modelops.evaluate.batching import attention_mask, model_device, pad, sorted_batches
+from modelops.models import loss as lm_loss
 from modelops.models.labels import IGNORE_INDEX as _IGNORE
 
 
@@ -60,14 +61,9 @@ def choice_loglikelihoods(
 
 
 def _sequence_logprobs(model, input_ids, mask, labels) -> np.ndarray:
-    """Per row, the summed log-probability of its labelled tokens (logits at t predict the token at t + 1)."""
-    import torch
+    """Per row, the summed log-probability of its labelled tokens (logits at t predict the token at t + 1).
 
-    logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
-    targets = labels[:, 1:]
-    where = targets != _IGNORE
-    # Only the scored positions are upcast and normalised: the full logits of a big vocabulary are large.
-    logprobs = torch.log_softmax(logits[where].float(), dim=-1).gather(1, targets[where][:, None]).squeeze(1)
-    rows = where.nonzero()[:, 0]
-    totals = torch.zeros(len(input_ids), dtype=torch.float64, device=logprobs.device)
-    return totals.index_add_(0, rows, logprobs.double()).cpu().numpy()
+    From hidden states, the labelled positions only, in chunks: a large vocabulary's full logits never exist.
+    """
+    sums, _ = lm_loss.sequence_logprobs(model, {"input_ids": input_ids, "attention_mask": mask}, labels)
+    return sums.double().cpu().numpy()

@@ -52,6 +52,7 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None, seed: int | Non
     # Weights load from safetensors only: a pickled checkpoint could run code.
     kwargs: dict[str, Any] = {
         "dtype": getattr(torch, spec.dtype), "trust_remote_code": spec.trust_remote_code, "use_safetensors": True,
+        "use_kernels": spec.use_kernels,  # transformers' default (on) would fetch hub kernels at run time
     }  # fmt: skip
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
@@ -125,8 +126,8 @@ def _quantization(kind: str) -> dict[str, Any]:
 def apply_liger(model) -> None:
     """Swap transformers' RMSNorm, RoPE and MLP activations of `model` for Liger's Triton kernels, in place.
 
-    Liger's fused linear cross-entropy stays off: it replaces the model's forward to compute the loss
-    itself, and the loop computes its loss from the logits (summed over each step's targets).
+    Liger's fused linear cross-entropy is not patched into the model's forward: the loop calls it itself
+    on the hidden states (`modelops.models.loss.loss_sum(liger=True)`), summed over each step's targets.
 
     Raises:
         ConfigError: no CUDA GPU, or the `liger-kernel` package is not installed.
@@ -169,7 +170,8 @@ def _continue_adapter(spec: ModelSpec, source: str, labels: list[str] | None, se
         warnings.warn(f"model.peft is not applied: {spec.name_or_path!r} is a trained adapter, and training "
                       "continues that adapter", stacklevel=3)  # fmt: skip
     base_spec = ModelSpec(name_or_path=info["base_model"], task=info["task"], max_length=spec.max_length,
-                          dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)  # fmt: skip
+                          dtype=spec.dtype, trust_remote_code=spec.trust_remote_code,
+                          use_kernels=spec.use_kernels)  # fmt: skip
     base = load_model(base_spec, labels=info.get("labels") or labels, seed=seed)
     with quiet_peft():
         return PeftModel.from_pretrained(base, source, is_trainable=True)
@@ -206,5 +208,5 @@ def load_trained(model_dir: str | Path):
             model = PeftModel.from_pretrained(base, str(model_dir))
     else:
         auto = getattr(transformers, _AUTO_CLASSES[info["task"]])
-        model = auto.from_pretrained(str(model_dir), use_safetensors=True)
+        model = auto.from_pretrained(str(model_dir), use_safetensors=True, use_kernels=False)
     return model.eval(), tokenizer

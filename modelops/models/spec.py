@@ -26,6 +26,9 @@ class ModelSpec:
         gradient_checkpointing: trade compute for activation memory (non-reentrant, so LoRA works).
         quantization: `nf4` loads the base in 4-bit NormalFloat with bf16 compute (QLoRA: needs
             `peft`, a CUDA GPU and bitsandbytes); null keeps `dtype`.
+        use_kernels: let transformers swap layers for hub kernels (the `kernels` package, which downloads
+            them at run time). Off: transformers 5.25 turns them on by default, and an offline GPU
+            machine then fails or fetches code; modelops runs the same everywhere unless this asks.
     """
 
     name_or_path: str = "minilm"
@@ -37,6 +40,7 @@ class ModelSpec:
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
     quantization: str | None = None
+    use_kernels: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelops.errors import DataError
+from modelops.models import loss as lm_loss
 from modelops.models.labels import IGNORE_INDEX
 from modelops.models.templates import segments
 from modelops.tasks.truncation import Locate, where
@@ -262,14 +263,12 @@ class SideLogps:
 
 
 def response_logps(model, batch: dict[str, Any]) -> SideLogps:
-    """Score a `PairCollator` batch in one forward pass: summed log-probs of each response."""
-    import torch.nn.functional as F
+    """Score a `PairCollator` batch in one forward pass: summed log-probs of each response.
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    labels = batch["labels"][:, 1:]
-    shifted = logits[:, :-1].float()
-    per_token = -F.cross_entropy(shifted.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
-    sums, counts = per_token.sum(-1), (labels != IGNORE_INDEX).sum(-1)
+    From hidden states, the response positions only, in chunks (`modelops.models.loss.sequence_logprobs`).
+    """
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+    sums, counts = lm_loss.sequence_logprobs(model, inputs, batch["labels"])
     half = sums.shape[0] // 2
     return SideLogps(sums[:half], sums[half:], counts[:half], counts[half:])
 

@@ -57,7 +57,11 @@ class TrainConfig:
         compile: compile the model's forward with `torch.compile` (inductor, in place): fused
             kernels, after compiling on the first steps (and again for new batch shapes).
         liger: causal LMs on a CUDA GPU: Liger kernels (the `liger-kernel` package) for RMSNorm, RoPE
-            and SwiGLU/GeGLU in place of transformers' own.
+            and SwiGLU/GeGLU in place of transformers' own, and Liger's fused linear cross-entropy for the
+            SFT loss (no logits written out at all).
+        chunked_loss: causal LMs: compute the loss from hidden states, only at the positions that carry it,
+            through the LM head in chunks (`modelops.models.loss`); false takes the plain path (full-vocabulary
+            logits of every position), kept to measure what chunking saves.
         seed: seeds python, numpy, torch and the data order.
         log_every: log loss, learning rate and tokens/s every this many optimizer steps.
         log_with: Accelerate trackers (`tensorboard`, `wandb`, `mlflow`, `trackio`, ... or a list);
@@ -125,6 +129,7 @@ class TrainConfig:
     preview_examples: int = _DEFAULTS["preview_examples"]
     compile: bool = _DEFAULTS["compile"]
     liger: bool = _DEFAULTS["liger"]
+    chunked_loss: bool = _DEFAULTS["chunked_loss"]
     objective: str = _DEFAULTS["objective"]
     beta: float = _DEFAULTS["beta"]
     label_smoothing: float = _DEFAULTS["label_smoothing"]

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from modelops.models.labels import IGNORE_INDEX
+from modelops.models import loss as lm_loss
 from modelops.tasks.batching import eval_batches
 from modelops.train.config import TrainConfig
 from modelops.train.record import JobRecord
@@ -18,19 +18,23 @@ if TYPE_CHECKING:
 _BATCH_KEYS = ("num_tokens", "num_targets", "labels")
 
 
-def loss_sum(model, batch: dict[str, Any], causal: bool):
+def loss_sum(model, batch: dict[str, Any], causal: bool, liger: bool = False, chunked: bool = True):
     """The summed cross-entropy of a batch over its target tokens (causal LM) or rows (classifier), and the logits.
 
     Summing, then dividing by the target count of the whole accumulated step, makes the update
-    independent of how the step is split into micro-batches.
+    independent of how the step is split into micro-batches. A causal LM's loss comes from its hidden
+    states in chunks (`modelops.models.loss`; Liger's fused kernel with `liger`), so no logits are
+    returned (None); `chunked=False` takes the plain full-logits path instead.
     """
     import torch.nn.functional as F
 
-    logits = model(**{k: v for k, v in batch.items() if k not in _BATCH_KEYS}).logits
+    inputs = {k: v for k, v in batch.items() if k not in _BATCH_KEYS}
     labels = batch["labels"]
     if causal:
-        shifted = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-        return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"), logits
+        if chunked:
+            return lm_loss.loss_sum(model, inputs, labels, liger=liger), None
+        return lm_loss.full_logits_loss_sum(model, inputs, labels), None
+    logits = model(**inputs).logits
     return F.cross_entropy(logits.float(), labels, reduction="sum"), logits
 
 
@@ -50,7 +54,7 @@ def evaluate(accelerator, model, validation, collate, config: TrainConfig, causa
     with torch.inference_mode():
         for index in batches:
             batch = _to_device(collate(validation.__getitems__(index)), accelerator.device)
-            loss, logits = loss_sum(model, batch, causal)
+            loss, logits = loss_sum(model, batch, causal, config.liger, config.chunked_loss)
             total += torch.stack([loss.double(), torch.tensor(float(batch["num_targets"]), device=total.device)])
             if not causal:
                 predictions.append(logits.argmax(-1).cpu())

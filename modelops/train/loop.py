@@ -24,6 +24,7 @@ from typing import Any
 
 from modelops.errors import JobError
 from modelops.log import say
+from modelops.models.attention import pick_attention
 from modelops.models.spec import ModelSpec
 from modelops.train.checkpoint import Checkpointer, LoopState
 from modelops.train.config import TrainConfig
@@ -73,10 +74,32 @@ def _setup_accelerator(config: TrainConfig, run_dir: Path, record: JobRecord):
     # Without a GPU, Accelerate only sees several torchrun processes (MULTI_CPU over gloo) when told `cpu`.
     options["cpu"] = not torch.cuda.is_available()
     precision, why = _precision(config.mixed_precision, record)
+    _fresh_accelerator_state()
     # The loop steps the scheduler once per optimizer step itself (not num_processes times, as Accelerate would).
     accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False, **options)
     _announce(accelerator, record, f"precision: {'fp32' if precision == 'no' else precision} ({why})")
     return accelerator
+
+
+def _fresh_accelerator_state() -> None:
+    """Forget the settings an earlier training in this process gave Accelerate's process-wide state.
+
+    `AcceleratorState` is a singleton: a second `Accelerator` with another mixed precision (two `train()`
+    calls, a Hydra multirun over `trainer.mixed_precision`) would raise "already been initialized". The
+    process group (`PartialState`) is kept.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
+def _setup_attention(spec: ModelSpec, config: TrainConfig) -> tuple[ModelSpec, str | None]:
+    """The spec with the attention kernel the probe picks for a causal LM, and why (None for classifiers)."""
+    if spec.task != "causal_lm":
+        return spec, None
+    kernel, why = pick_attention(spec.attn_implementation, config.batching == "packing")
+    return (dataclasses.replace(spec, attn_implementation=kernel) if kernel else spec), why
 
 
 def _setup_model(spec: ModelSpec, labels: list[str] | None, seed: int, liger: bool):
@@ -159,7 +182,10 @@ def train(
     accelerator = _setup_accelerator(config, run_dir, record)
     record.enabled = record.enabled and accelerator.is_main_process
     set_seed(config.seed)
+    spec, why = _setup_attention(spec, config)
     model, tokenizer = _setup_model(spec, dataset.labels, config.seed, config.liger)
+    if why:
+        _announce(accelerator, record, f"attention: {model.config._attn_implementation} ({why})")
     # The data needs the tokenizer; the step count needs the sharded loader; the scheduler needs the step count.
     data, loader = _setup_data(accelerator, dataset, tokenizer, model, spec, config, run_dir, record)
     total_steps = config.max_steps or math.ceil(len(loader) / config.gradient_accumulation_steps) * config.epochs
@@ -176,7 +202,7 @@ def train(
     if resumed_from is None:
         set_seed(config.seed, device_specific=True)  # per-process dropout streams
     stepper = _Stepper(accelerator, model, optimizer, scheduler, spec.task == "causal_lm", config.max_grad_norm,
-                       loss_step)  # fmt: skip
+                       loss_step, config.liger, config.chunked_loss)  # fmt: skip
     log = _setup_logging(accelerator, config, spec, run_dir, record, total_steps, state.step, metric_sinks)
     evaluation = EvalSchedule(accelerator, model, data.validation, data.eval_collate, config, stepper.causal,
                               len(dataset.labels or []), log, record, checkpoints.save_best,
@@ -363,9 +389,11 @@ class _Stepper:
     """
 
     def __init__(self, accelerator, model, optimizer, scheduler, causal: bool, max_grad_norm: float | None,
-                 loss_step=None):  # fmt: skip
+                 loss_step=None, liger: bool = False, chunked: bool = True):  # fmt: skip
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
         self.causal, self.max_grad_norm = causal, max_grad_norm
+        # The causal-LM loss: from hidden states in chunks, by Liger's fused kernel, or (not chunked) from full logits.
+        self.liger, self.chunked = liger, chunked
         # A preference objective's step (modelops.tasks.preference): the summed loss of a batch, and its metrics.
         self.loss_step = loss_step
         self.tokens, self.idle, self.started = 0, 0.0, time.perf_counter()
@@ -390,7 +418,7 @@ class _Stepper:
                 if self.loss_step:
                     loss = self.loss_step(self.model, batch) * scale
                 else:
-                    loss = loss_sum(self.model, batch, self.causal)[0] * scale
+                    loss = loss_sum(self.model, batch, self.causal, self.liger, self.chunked)[0] * scale
                 accelerator.backward(loss)
             total += loss.detach()
             self.tokens += int(batch["num_tokens"])
