@@ -119,6 +119,7 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
             if is_main_process():
                 tuned.save_predictions(run_dir / "predictions.jsonl")
             results["fine_tuned"] = tuned.to_dict()
+            results["deltas"] = evaluator.compare(base, tuned)
         if is_main_process():
             from modelops.models.card import write_model_card
 
@@ -183,7 +184,7 @@ def summary(results: dict[str, Any], run_dir: Path) -> str:
     lines = [f"run directory: {run_dir}"]
     evals = {k: EvalResults(**{**v, "predictions": []}) for k, v in results.items() if k in ("base", "fine_tuned")}
     if evals:
-        lines.append(comparison_table(evals))
+        lines.append(comparison_table(evals, results.get("deltas")))
     if "train" in results:
         lines.append(f"model: {results['train']['model_dir']}")
     job_file = Path(run_dir) / "job.json"
