@@ -102,7 +102,7 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
         dataset = _sanitize(cfg, dataset, data_dir)
     results: dict[str, Any] = {}
     if "preview" in stages:
-        _preview(dataset, spec, trainer, data_dir)
+        _preview(dataset, spec, trainer, data_dir, evaluator.preview(spec.name_or_path, dataset))
     if "evaluate" in stages:
         base = evaluator.evaluate(spec.name_or_path, dataset)
         if is_main_process():
@@ -162,11 +162,12 @@ def _sanitize(cfg, dataset, data_dir: Path):
     return clean
 
 
-def _preview(dataset, spec, trainer, data_dir: Path) -> None:
+def _preview(dataset, spec, trainer, data_dir: Path, eval_prompt: str | None) -> None:
     from modelops.io import atomic_path
     from modelops.train.data import preview_text
 
     text = preview_text(dataset, spec, trainer, max(trainer.preview_examples, 3))
+    text += f"\n\n{eval_prompt}" if eval_prompt else ""
     if is_main_process():
         with atomic_path(data_dir / "train_preview.txt") as tmp:
             tmp.write_text(text + "\n")

@@ -63,9 +63,7 @@ def test_filters_from_config_last_number():
 
 
 def _exact_match():
-    from modelops.evaluate.metrics import resolve_metrics
-
-    return resolve_metrics(["exact_match"])[0]
+    return Evaluator(metrics=["exact_match"]).metrics[0]
 
 
 @pytest.mark.parametrize(
@@ -158,3 +156,12 @@ def test_paired_deltas_of_accuracy_and_exact_match():
     noise = paired_deltas(base, result([1] + [0] * 39 + [1] * 10), resamples=2000, seed=0)
     assert noise["accuracy"]["includes_zero"]
     assert comparison_table({"base": base, "fine_tuned": base}, noise).splitlines()[1].endswith("~")
+
+
+def test_preview_shows_the_exact_evaluation_prompt(tiny):
+    _ = tiny  # loads the tiny model once for the module
+    rows = [{"prompt": f"Q{i}?\n", "completion": f"#### {i}"} for i in range(4)]
+    data = Dataset.from_records(rows, split="train", format="completion")
+    text = Evaluator(num_fewshot=2).preview("tiny-llama", data)
+    assert "2-shot" in text and "Q0?\n\n--- reference:\n#### 0" in text and text.count("Q") == 3
+    assert Evaluator(metrics=["loss"]).preview("tiny-llama", data) is None

@@ -183,6 +183,20 @@ class Evaluator:
             details={key: values[key] for key in ("scored_on", "extraction") if key in values},
         )  # fmt: skip
 
+    def preview(self, model: Any, dataset) -> str | None:
+        """The exact prompt generation gets for the first evaluated row (None when no metric generates).
+
+        Only the tokenizer of `model` is loaded: its chat template renders the prompt, as in training.
+        """
+        from modelops.evaluate.prompts import preview
+        from modelops.models.loading import load_tokenizer
+
+        generates = self.metrics is None or any(m.kind in ("generative", "custom") for m in self.metrics)
+        if dataset.format not in GENERATIVE_FORMATS or not generates:
+            return None
+        split = self.split or dataset.eval_split()
+        return preview(dataset, split, load_tokenizer(str(model)), self.num_fewshot, self.seed)
+
     def compare(self, base: EvalResults, tuned: EvalResults) -> dict[str, dict[str, Any]]:
         """Base -> fine-tuned delta of each per-example metric, with its paired bootstrap interval and McNemar p.
 
