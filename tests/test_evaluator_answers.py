@@ -158,8 +158,7 @@ def test_paired_deltas_of_accuracy_and_exact_match():
     assert comparison_table({"base": base, "fine_tuned": base}, noise).splitlines()[1].endswith("~")
 
 
-def test_preview_shows_the_exact_evaluation_prompt(tiny):
-    _ = tiny  # loads the tiny model once for the module
+def test_preview_shows_the_exact_evaluation_prompt():
     rows = [{"prompt": f"Q{i}?\n", "completion": f"#### {i}"} for i in range(4)]
     data = Dataset.from_records(rows, split="train", format="completion")
     text = Evaluator(num_fewshot=2).preview("tiny-llama", data)
