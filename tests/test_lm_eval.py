@@ -79,3 +79,35 @@ def test_write_arithmetic_task_answers_are_right(tmp_path):
         row = json.loads(line)
         a, op, b = row["question"].removeprefix("What is ").rstrip("?").split()
         assert row["answer"].endswith(f"#### {int(a) + int(b) if op == '+' else int(a) - int(b)}")
+
+
+@pytest.mark.slow
+def test_harness_evaluates_a_trained_adapter_without_merging(tmp_path):
+    import json
+
+    import peft
+    import torch
+    from accelerate import Accelerator
+
+    from modelops.models.loading import load_model, load_tokenizer
+    from modelops.models.spec import ModelSpec
+    from modelops.train.output import save_model
+
+    spec = ModelSpec("tiny-llama", task="causal_lm")
+    torch.manual_seed(0)
+    lora = peft.LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
+    net = peft.get_peft_model(load_model(spec), lora)
+    tasks = write_arithmetic_task(tmp_path / "tasks")  # as evaluate() writes it
+    rows = [json.loads(line) for line in (tasks / f"{ARITHMETIC_TASK}_test.jsonl").open()][:3]
+    data = Dataset.from_records(
+        [{"prompt": f"Question: {r['question']}\nAnswer:", "completion": r["answer"]} for r in rows],
+        split="test", format="completion",
+    )  # fmt: skip
+    model_dir = save_model(Accelerator(cpu=True), net, load_tokenizer("tiny-llama"), spec, data, tmp_path, {})
+    harness = HarnessEvaluator([ARITHMETIC_TASK], batch_size=3, limit=3, task_dir=str(tasks))
+    lm = harness._hflm(model_dir)
+    assert isinstance(lm.model, peft.PeftModel)  # the adapter over its base, not merged into it
+    assert all(not layer.merged for layer in lm.model.modules() if isinstance(layer, peft.tuners.lora.LoraLayer))
+    theirs = harness.evaluate(tmp_path)  # the run directory works too
+    ours = Evaluator(max_new_tokens=32, stop=["Question:", "\n\n"]).evaluate(model_dir, data)
+    assert [r["prediction"] for r in theirs.predictions] == [r["prediction"] for r in ours.predictions]

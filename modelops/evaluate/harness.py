@@ -158,9 +158,8 @@ class HarnessEvaluator:
         from modelops.models.loading import trained_adapter_info
         from modelops.models.resolve import resolve_name_or_path
 
-        source = Path(resolve_name_or_path(str(ref)))
-        if (source / "model" / "modelops.json").is_file():  # a run directory
-            source = source / "model"
+        run_model = Path(str(ref)).expanduser() / "model"
+        source = run_model if (run_model / "modelops.json").is_file() else Path(resolve_name_or_path(str(ref)))
         info = trained_adapter_info(source)
         base = resolve_name_or_path(info["base_model"]) if info else str(source)
         device = self.device or _default_device()
