@@ -164,3 +164,16 @@ def test_preview_shows_the_exact_evaluation_prompt():
     text = Evaluator(num_fewshot=2).preview("tiny-llama", data)
     assert "2-shot" in text and "Q0?\n\n--- reference:\n#### 0" in text and text.count("Q") == 3
     assert Evaluator(metrics=["loss"]).preview("tiny-llama", data) is None
+
+
+def test_paired_deltas_of_reward_metrics_from_preference_rows():
+    def result(shift):
+        rows = [{"prompt": "p", "logp_chosen": -1.0 + shift * i, "logp_rejected": -2.0, "ref_logp_chosen": -1.5,
+                 "ref_logp_rejected": -1.0} for i in range(6)]  # fmt: skip
+        return EvalResults({"reward_accuracy": 0.0, "reward_margin": 0.0}, "m", "test", 6, rows)
+
+    deltas = paired_deltas(result(0.0), result(1.0), resamples=500, seed=0)
+    # Margins by hand: (c - ref_c) - (r - ref_r) = (-1 + i + 1.5) - (-2 + 1) = 1.5 + i; base i = 0 -> 1.5.
+    assert deltas["reward_margin"]["base"] == pytest.approx(1.5)
+    assert deltas["reward_margin"]["delta"] == pytest.approx(2.5) and "mcnemar_p" not in deltas["reward_margin"]
+    assert deltas["reward_accuracy"]["delta"] == 0.0 and deltas["reward_accuracy"]["mcnemar_p"] == 1.0

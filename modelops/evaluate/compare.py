@@ -1,8 +1,9 @@
 """Base -> fine-tuned deltas of per-example metrics, each with a paired bootstrap interval (`modelops.stats`).
 
 Per-example values come from the prediction rows of both results, which score the same rows in the same order:
-``accuracy`` (classification: prediction == label) and ``exact_match`` (generation; rows whose reference gave no
-answer are left out of both). Both are right/wrong outcomes, so they also get McNemar's exact p-value.
+``accuracy`` (classification: prediction == label), ``exact_match`` (generation; rows whose reference gave no
+answer are left out of both), ``reward_accuracy`` and ``reward_margin`` (preference pairs, from the summed
+log-probabilities of each side and of the reference). The right/wrong ones also get McNemar's exact p-value.
 """
 
 from __future__ import annotations
@@ -22,7 +23,18 @@ def per_example(result: EvalResults) -> dict[str, list[float | None]]:
         out["accuracy"] = [float(row["prediction"] == row["label"]) for row in rows]
     if "exact_match" in result.metrics and rows and "exact_match" in rows[0]:
         out["exact_match"] = [None if row["exact_match"] is None else float(row["exact_match"]) for row in rows]
+    if rows and "ref_logp_chosen" in rows[0]:
+        margins = [
+            (r["logp_chosen"] - r["ref_logp_chosen"]) - (r["logp_rejected"] - r["ref_logp_rejected"]) for r in rows
+        ]
+        if "reward_accuracy" in result.metrics:
+            out["reward_accuracy"] = [float(m > 0) for m in margins]
+        if "reward_margin" in result.metrics:
+            out["reward_margin"] = margins
     return out
+
+
+BINARY = ("accuracy", "exact_match", "reward_accuracy")
 
 
 def paired_deltas(base: EvalResults, tuned: EvalResults, resamples: int, seed: int) -> dict[str, dict[str, Any]]:
@@ -41,5 +53,5 @@ def paired_deltas(base: EvalResults, tuned: EvalResults, resamples: int, seed: i
         pairs = [(a, b) for a, b in zip(before[name], after[name], strict=True) if a is not None and b is not None]
         if pairs:
             a, b = zip(*pairs, strict=True)
-            deltas[name] = paired_delta(a, b, binary=True, resamples=resamples, seed=seed)
+            deltas[name] = paired_delta(a, b, binary=name in BINARY, resamples=resamples, seed=seed)
     return dict(sorted(deltas.items()))
