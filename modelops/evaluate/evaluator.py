@@ -285,6 +285,7 @@ class Evaluator:
     def _score_generations(self, chosen, prompts: list[str], outputs: list[str], references: list[str]):
         """Filter both sides, compare, and count the references nothing could be extracted from."""
         from modelops.data.answers import build_filters, extract_and_match, resolve_filters
+        from modelops.evaluate.metrics import GENERATIVE_METRICS
 
         spec = resolve_filters(self.filters, references)
         filters = build_filters(spec, "evaluator.filters")
@@ -305,7 +306,7 @@ class Evaluator:
             )
         values: dict[str, Any] = {}
         for metric in chosen:
-            if metric.name == "exact_match" and metric.kind == "generative":
+            if metric.fn is GENERATIVE_METRICS.get(metric.name):  # the built-in exact match, on extracted answers
                 values["exact_match"] = sum(scored) / len(scored)
             else:
                 values[metric.name] = metric.fn(outputs, references)
