@@ -133,7 +133,7 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord, tracker) -> dict[str, Any
     dataset = instantiate(cfg.dataset, "dataset", allowed)
     spec = instantiate(cfg.model, "model", allowed)
     trainer = instantiate(cfg.trainer, "trainer", allowed) if "train" in stages or "preview" in stages else None
-    evaluator = instantiate(cfg.evaluator, "evaluator", allowed) if "evaluate" in stages else None
+    evaluator = instantiate(cfg.evaluator, "evaluator", allowed) if {"evaluate", "preview"} & set(stages) else None
     data_dir = run_dir / "data"
     lineage = {"loaded": dataset.lineage(), "load_report": dataset.load_report}
     if is_main_process():
@@ -145,12 +145,14 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord, tracker) -> dict[str, Any
         write_json(data_dir / "lineage.json", lineage)
     results: dict[str, Any] = {}
     if "preview" in stages:
-        _preview(dataset, spec, trainer, data_dir)
-    if evaluator is not None:
-        results["base"] = _evaluate(evaluator, spec.name_or_path, dataset, run_dir / "base_predictions.jsonl")
+        _preview(dataset, spec, trainer, data_dir, evaluator.preview(spec.name_or_path, dataset))
+    base = None
+    if "evaluate" in stages:
+        base = _evaluate(evaluator, spec.name_or_path, dataset, run_dir / "base_predictions.jsonl")
+        results["base"] = base.to_dict()
     if "train" in stages:
-        results.update(_train(cfg, spec, dataset, trainer, evaluator, run_dir, record, tracker))
-    if is_main_process() and evaluator is not None:
+        results.update(_train(cfg, spec, dataset, trainer, evaluator, base, run_dir, record, tracker))
+    if is_main_process() and "evaluate" in stages:
         write_json(run_dir / "eval.json", results)
     return results
 
@@ -165,15 +167,15 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _evaluate(evaluator, model, dataset, predictions: Path) -> dict[str, Any]:
+def _evaluate(evaluator, model, dataset, predictions: Path):
     results = evaluator.evaluate(model, dataset)
     if is_main_process():
         results.save_predictions(predictions)
-    return results.to_dict()
+    return results
 
 
-def _train(cfg, spec, dataset, trainer, evaluator, run_dir: Path, record: JobRecord, tracker) -> dict[str, Any]:
-    """Train, evaluate the result (with an evaluator), write the model card; the results of both."""
+def _train(cfg, spec, dataset, trainer, evaluator, base, run_dir: Path, record: JobRecord, tracker) -> dict[str, Any]:
+    """Train, evaluate the result against `base` (with an evaluator), write the model card; the results."""
     from omegaconf import OmegaConf
 
     from modelops.models.card import write_model_card
@@ -183,8 +185,10 @@ def _train(cfg, spec, dataset, trainer, evaluator, run_dir: Path, record: JobRec
     results: dict[str, Any] = {"train": {"steps": trained.steps, "final_loss": trained.final_loss,
                                          "tokens_per_s": trained.tokens_per_second,
                                          "model_dir": str(trained.model_dir)}}  # fmt: skip
-    if evaluator is not None:
-        results["fine_tuned"] = _evaluate(evaluator, trained.model_dir, dataset, run_dir / "predictions.jsonl")
+    if base is not None:
+        tuned = _evaluate(evaluator, trained.model_dir, dataset, run_dir / "predictions.jsonl")
+        results["fine_tuned"] = tuned.to_dict()
+        results["deltas"] = evaluator.compare(base, tuned)  # paired intervals of each per-example metric
     if is_main_process():
         write_model_card(trained.model_dir, OmegaConf.to_yaml(cfg), _metrics_only(results))
     return results
@@ -218,11 +222,12 @@ def _sanitize(cfg, dataset, data_dir: Path):
     return clean
 
 
-def _preview(dataset, spec, trainer, data_dir: Path) -> None:
+def _preview(dataset, spec, trainer, data_dir: Path, eval_prompt: str | None) -> None:
     from modelops.io import atomic_path
     from modelops.train.data import preview_text
 
     text = preview_text(dataset, spec, trainer, max(trainer.preview_examples, 3))
+    text += f"\n\n{eval_prompt}" if eval_prompt else ""
     if is_main_process():
         with atomic_path(data_dir / "train_preview.txt") as tmp:
             tmp.write_text(text + "\n")
@@ -240,7 +245,7 @@ def summary(results: dict[str, Any], run_dir: Path) -> str:
     lines = [f"run directory: {run_dir}"]
     evals = {k: EvalResults(**{**v, "predictions": []}) for k, v in results.items() if k in ("base", "fine_tuned")}
     if evals:
-        lines.append(comparison_table(evals))
+        lines.append(comparison_table(evals, results.get("deltas")))
     if "train" in results:
         lines.append(f"model: {results['train']['model_dir']}")
     if results.get("registered_model"):

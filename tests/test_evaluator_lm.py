@@ -93,7 +93,7 @@ def test_perplexity_of_completion_rows_scores_the_rendered_example(tiny):
     rng = random.Random(1)
     rows = [{"prompt": _sentence(rng, 4) + " is", "completion": " " + _sentence(rng, 3)} for _ in range(8)]
     data = Dataset.from_records(rows, split="test", format="completion")
-    results = Evaluator(metrics=["perplexity"]).evaluate(tiny, data)
+    results = Evaluator(metrics=["perplexity"], score_on="all").evaluate(tiny, data)
     # The documented rendering of a completion row: prompt, completion, EOS.
     texts = [r["prompt"] + r["completion"] + tokenizer.eos_token for r in rows]
     total, count = _reference_nll(model, tokenizer, texts, 512, 256)

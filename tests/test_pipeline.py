@@ -87,3 +87,14 @@ def test_stage_subset_sanitize_only(tmp_path):
     assert (tmp_path / "data" / "sanitize_report.json").exists()
     assert not (tmp_path / "model").exists()
     assert json.loads((tmp_path / "job.json").read_text())["status"] == "succeeded"
+
+
+def test_base_to_tuned_deltas_carry_paired_intervals(finished_run):
+    run_dir, results = finished_run
+    deltas = json.loads((run_dir / "eval.json").read_text())["deltas"]
+    accuracy = deltas["accuracy"]
+    assert accuracy["delta"] == pytest.approx(
+        results["fine_tuned"]["metrics"]["accuracy"] - results["base"]["metrics"]["accuracy"]
+    )
+    assert accuracy["low"] <= accuracy["delta"] <= accuracy["high"]
+    assert not accuracy["includes_zero"] and accuracy["mcnemar_p"] < 0.05  # +0.2 or more on the test split

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from modelops.config.options import group_defaults
+from modelops.data.answers import NORMALIZATIONS, build_filters, check_match
 from modelops.errors import EvaluationError
 from modelops.evaluate.results import EvalResults
 
@@ -67,6 +68,15 @@ class Evaluator:
             model's own base (see `modelops.evaluate.preference`).
         device: where to run a model the Evaluator loads (default ``cuda`` when available, else ``cpu``); a
             ``(model, tokenizer)`` pair stays where it is.
+        filters: answer extraction applied to generation and reference before exact match (see
+            `modelops.data.answers`): a list of filters, or ``auto`` (the GSM8K ``####`` filter when references
+            carry that marker, else none).
+        match: ``exact`` (string equality after filters and `normalize`) or ``math`` (math-verify).
+        score_on: ``answer`` scores LM metrics of completion/instruction/chat rows on the tokens training puts the
+            loss on; ``all`` on the whole rendered example.
+        num_fewshot: examples from the train split put before each generative prompt (seeded by `seed`).
+        stop: strings that end a generation (beside EOS).
+        resamples: bootstrap resamples of the base -> fine-tuned delta intervals (see `modelops.stats`).
     """
 
     def __init__(
@@ -84,6 +94,12 @@ class Evaluator:
         choice_template: str = _DEFAULTS["choice_template"],
         reference: Any = _DEFAULTS["reference"],
         device: str | None = None,
+        filters: Any = _DEFAULTS["filters"],
+        match: str = _DEFAULTS["match"],
+        score_on: str = _DEFAULTS["score_on"],
+        num_fewshot: int = _DEFAULTS["num_fewshot"],
+        stop: Sequence[str] = tuple(_DEFAULTS["stop"]),
+        resamples: int = _DEFAULTS["resamples"],
     ):
         if batch_size < 1:
             raise EvaluationError(f"evaluator.batch_size: must be >= 1, got {batch_size}")
@@ -97,6 +113,22 @@ class Evaluator:
                 metrics = resolve_metrics(metrics)
             except EvaluationError as exc:
                 raise EvaluationError(f"evaluator.metrics: {exc}") from exc
+        if filters != "auto":
+            build_filters(filters, "evaluator.filters")  # a bad regex fails now, naming its key
+        check_match(match, "evaluator.match")
+        bad = [option for option in normalize if option not in NORMALIZATIONS]
+        if bad:
+            raise EvaluationError(f"evaluator.normalize: unknown option(s) {bad}; options are {list(NORMALIZATIONS)}")
+        if score_on not in ("answer", "all"):
+            raise EvaluationError(f"evaluator.score_on: {score_on!r} is not one of answer, all")
+        if num_fewshot < 0 or resamples < 1:
+            raise EvaluationError(f"evaluator.num_fewshot/resamples: need >= 0 / >= 1, got {num_fewshot}/{resamples}")
+        self.filters = filters
+        self.match = match
+        self.score_on = score_on
+        self.num_fewshot = num_fewshot
+        self.stop = list(stop)
+        self.resamples = resamples
         self.metrics = list(metrics) if metrics is not None else None
         self.batch_size = batch_size
         self.average = average
@@ -148,7 +180,31 @@ class Evaluator:
             metrics={m.name: values[m.name] for m in chosen}, model=loaded.name, split=split,
             num_examples=len(table), predictions=predictions, task=loaded.task,
             labels=dataset.labels if dataset.format == "classification" else None,
+            details={key: values[key] for key in ("scored_on", "extraction") if key in values},
         )  # fmt: skip
+
+    def preview(self, model: Any, dataset) -> str | None:
+        """The exact prompt generation gets for the first evaluated row (None when no metric generates).
+
+        Only the tokenizer of `model` is loaded: its chat template renders the prompt, as in training.
+        """
+        from modelops.evaluate.prompts import preview
+        from modelops.models.loading import load_tokenizer
+
+        generates = self.metrics is None or any(m.kind in ("generative", "custom") for m in self.metrics)
+        if dataset.format not in GENERATIVE_FORMATS or not generates:
+            return None
+        split = self.split or dataset.eval_split()
+        return preview(dataset, split, load_tokenizer(str(model)), self.num_fewshot, self.seed)
+
+    def compare(self, base: EvalResults, tuned: EvalResults) -> dict[str, dict[str, Any]]:
+        """Base -> fine-tuned delta of each per-example metric, with its paired bootstrap interval and McNemar p.
+
+        See `modelops.evaluate.compare`; ``resamples`` and ``seed`` of this Evaluator seed the bootstrap.
+        """
+        from modelops.evaluate.compare import paired_deltas
+
+        return paired_deltas(base, tuned, self.resamples, self.seed)
 
     def _compute(self, chosen, loaded, dataset, table, split: str) -> tuple[dict[str, Any], list[dict]]:
         values: dict[str, Any] = {}
@@ -160,11 +216,12 @@ class Evaluator:
         if predictive and dataset.format == "classification":
             values, predictions = self._classification(predictive, loaded, dataset, table, split)
         elif predictive:
-            values, predictions = self._generative(predictive, loaded, dataset.format, table)
+            values, predictions = self._generative(predictive, loaded, dataset, table, split)
         lm = [m.name for m in chosen if m.kind == "language_model"]
         if lm:
             scores = self._language_model(loaded, dataset.format, table)
             values.update({name: scores[name] for name in lm})
+            values["scored_on"] = scores["scored_on"]
         return values, predictions
 
     # -- classification -----------------------------------------------------------------------
@@ -212,27 +269,57 @@ class Evaluator:
 
     # -- generation ---------------------------------------------------------------------------
 
-    def _generative(self, chosen, loaded, data_format: str, table):
-        from modelops.evaluate.generation import greedy_generate
-        from modelops.models.templates import prompt_and_reference
-        from modelops.tasks.metrics import GENERATIVE_METRICS, normalize_text
+    def _generative(self, chosen, loaded, dataset, table, split: str):
+        from modelops.evaluate.prompts import generative_prompts
+        from modelops.models.generation import generate
 
-        pairs = [prompt_and_reference(row, data_format, loaded.tokenizer) for row in table]
-        prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
-        outputs = greedy_generate(
-            loaded.model, loaded.tokenizer, prompts, self.batch_size, self.max_new_tokens, self.max_length
-        )
-        values = {}
-        for metric in chosen:
-            builtin = metric.fn is GENERATIVE_METRICS.get(metric.name)
-            values[metric.name] = (
-                metric.fn(outputs, references, normalize=self.normalize) if builtin else metric.fn(outputs, references)
-            )
+        prompts, references = generative_prompts(
+            table, dataset, split, loaded.tokenizer, self.num_fewshot, self.seed
+        )  # fmt: skip
+        outputs = generate(
+            loaded.model, loaded.tokenizer, prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+            max_length=self.max_length, stop=self.stop,
+        )  # fmt: skip
+        return self._score_generations(chosen, prompts, outputs, references)
+
+    def _score_generations(self, chosen, prompts: list[str], outputs: list[str], references: list[str]):
+        """Filter both sides, compare, and count the references nothing could be extracted from."""
+        from modelops.data.answers import build_filters, extract_and_match, resolve_filters
+        from modelops.tasks.metrics import GENERATIVE_METRICS
+
+        spec = resolve_filters(self.filters, references)
+        filters = build_filters(spec, "evaluator.filters")
+        found = [
+            extract_and_match(filters, o, r, self.normalize, self.match)
+            for o, r in zip(outputs, references, strict=True)
+        ]
         rows = [
-            {"prompt": p, "reference": r, "prediction": o,
-             "exact_match": normalize_text(o, self.normalize) == normalize_text(r, self.normalize)}
-            for p, r, o in zip(prompts, references, outputs, strict=True)
+            {"prompt": p, "reference": r, "prediction": o, "extracted_prediction": e.prediction,
+             "extracted_reference": e.reference, "exact_match": e.match}
+            for p, r, o, e in zip(prompts, references, outputs, found, strict=True)
         ]  # fmt: skip
+        scored = [e.match for e in found if e.match is not None]
+        unextractable = [i for i, e in enumerate(found) if e.match is None]
+        if not scored:
+            raise EvaluationError(
+                f"evaluator.filters {spec!r}: nothing could be extracted from any of the {len(found)} references"
+            )
+        values: dict[str, Any] = {}
+        for metric in chosen:
+            if metric.fn is GENERATIVE_METRICS.get(metric.name):  # the built-in exact match, on extracted answers
+                values["exact_match"] = sum(scored) / len(scored)
+            else:
+                values[metric.name] = metric.fn(outputs, references)
+        values["extraction"] = {"filters": spec, "match": self.match, "unextractable_references": len(unextractable),
+                                "unextractable_rows": unextractable}  # fmt: skip
+        if unextractable:
+            import warnings
+
+            warnings.warn(
+                f"{len(unextractable)} reference(s) gave no answer through evaluator.filters and are not scored "
+                f"(rows {unextractable[:10]}{'...' if len(unextractable) > 10 else ''}; see predictions.jsonl)",
+                stacklevel=2,
+            )
         return values, rows
 
     # -- preference pairs ---------------------------------------------------------------------
@@ -269,12 +356,19 @@ class Evaluator:
     # -- language modelling -------------------------------------------------------------------
 
     def _language_model(self, loaded, data_format: str, table) -> dict[str, Any]:
-        from modelops.evaluate.perplexity import language_model_scores
+        from modelops.evaluate.perplexity import labelled_scores, language_model_scores
 
-        return language_model_scores(
-            loaded.model, loaded.tokenizer, lm_texts(table, data_format, loaded.tokenizer),
-            max_length=self.max_length, stride=self.stride, batch_size=self.batch_size,
+        if self.score_on == "all" or data_format not in GENERATIVE_FORMATS:
+            scores = language_model_scores(
+                loaded.model, loaded.tokenizer, lm_texts(table, data_format, loaded.tokenizer),
+                max_length=self.max_length, stride=self.stride, batch_size=self.batch_size,
+            )  # fmt: skip
+            return {**scores, "scored_on": "all"}
+        rows, total_bytes = answer_tokens(table, data_format, loaded.tokenizer)
+        scores = labelled_scores(
+            loaded.model, rows, total_bytes, self.max_length, self.stride, self.batch_size
         )  # fmt: skip
+        return {**scores, "scored_on": "answer"}
 
 
 def lm_texts(table, data_format: str, tokenizer) -> list[str]:
@@ -284,6 +378,23 @@ def lm_texts(table, data_format: str, tokenizer) -> list[str]:
     from modelops.models.templates import segments
 
     return ["".join(text for text, _ in segments(row, data_format, tokenizer)) for row in table]
+
+
+def answer_tokens(table, data_format: str, tokenizer) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """Each row's ``(input_ids, labels)`` as training tokenises it (loss on the answer), and the answers' bytes.
+
+    The mask is training's own (`modelops.tasks.sft.tokenize_causal_lm`, ``loss_on="answer"``), without
+    truncation: the evaluation windows handle long rows. The bytes are those of the scored tokens, decoded.
+    """
+    from modelops.models.labels import IGNORE_INDEX
+    from modelops.tasks.sft import tokenize_causal_lm
+
+    longest = 1 << 30  # no truncation here; the sliding window of `labelled_scores` covers long rows
+    tokens = tokenize_causal_lm(table, data_format, tokenizer, max_length=longest, loss_on="answer")
+    rows = list(zip(tokens["input_ids"], tokens["labels"], strict=True))
+    scored = [[t for t in labels[1:] if t != IGNORE_INDEX] for _, labels in rows]
+    total_bytes = sum(len(tokenizer.decode(ids).encode("utf-8")) for ids in scored)
+    return rows, total_bytes
 
 
 def _check_format(chosen, data_format: str) -> None:

@@ -62,11 +62,31 @@ def language_model_scores(
     if batch_size < 1:
         raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
     token_ids = tokenizer(list(texts))["input_ids"]
-    windows = [window for ids in token_ids for window in _windows(ids, max_length, stride)]
+    total_bytes = sum(len(text.encode("utf-8")) for text in texts)
+    rows = [(ids, ids) for ids in token_ids]
+    return labelled_scores(model, rows, total_bytes, max_length, stride, batch_size, device)
+
+
+def labelled_scores(
+    model, rows: list[tuple[list[int], list[int]]], total_bytes: int, max_length: int | None = None,
+    stride: int | None = None, batch_size: int = 8, device=None,
+) -> dict[str, Any]:  # fmt: skip
+    """Like `language_model_scores`, on token ids whose labels say which tokens are scored.
+
+    Each row is ``(input_ids, labels)``; a token is scored when its label is not -100 (the mask training uses,
+    so ``score_on=answer`` scores the answer tokens only). The first token of a row is never scored. Windows
+    are as in `language_model_scores`; ``total_bytes`` are the UTF-8 bytes of the scored text (bits per byte).
+    """
+    _check_causal_lm(model)
+    max_length, stride = _window_sizes(model, max_length, stride)
+    if batch_size < 1:
+        raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
+    windows = [window for ids, labels in rows for window in _windows(ids, labels, max_length, stride)]
     total_nll, tokens = _score_windows(model, windows, batch_size, device)
     if tokens == 0:
-        raise EvaluationError("perplexity needs a text of at least two tokens; every text has one token or none")
-    total_bytes = sum(len(text.encode("utf-8")) for text in texts)
+        raise EvaluationError(
+            "perplexity needs a text of at least two tokens (a scored token after the first); no row has one"
+        )
     loss = total_nll / tokens
     return {
         "loss": loss,
@@ -105,25 +125,26 @@ def _window_sizes(model, max_length: int | None, stride: int | None) -> tuple[in
     return max_length, stride
 
 
-def _windows(ids: list[int], max_length: int, stride: int) -> list[tuple[list[int], int]]:
-    """Split one text's ids into ``(window ids, number of trailing tokens the window scores)``.
+def _windows(ids: list[int], labels: list[int], max_length: int, stride: int) -> list[tuple[list[int], list[int]]]:
+    """Split one row into ``(window ids, window labels)``; a window's labels keep only the tokens it scores.
 
-    The first token of a window has nothing before it in the window, so it is never scored; hence the count is
-    capped at ``len(window) - 1``.
+    A window scores the labelled tokens the previous window did not reach; its first token has nothing before
+    it in the window, so it is never scored. Windows that score nothing are dropped.
     """
     windows, scored_until = [], 0
     for begin in range(0, len(ids), stride):
         end = min(begin + max_length, len(ids))
-        scored = min(end - scored_until, end - begin - 1)
-        if scored > 0:
-            windows.append((ids[begin:end], scored))
+        first = max(scored_until, begin + 1)
+        window_labels = [_IGNORE] * (first - begin) + labels[first:end]
+        if any(label != _IGNORE for label in window_labels):
+            windows.append((ids[begin:end], window_labels))
         scored_until = end
         if end == len(ids):
             break
     return windows
 
 
-def _score_windows(model, windows: list[tuple[list[int], int]], batch_size: int, device) -> tuple[float, int]:
+def _score_windows(model, windows: list[tuple[list[int], list[int]]], batch_size: int, device) -> tuple[float, int]:
     """Total NLL (nats, summed in float64) and number of scored tokens over all windows."""
     import torch
 
@@ -144,18 +165,18 @@ def _score_windows(model, windows: list[tuple[list[int], int]], batch_size: int,
     return total_nll, tokens
 
 
-def _collate(batch: list[tuple[list[int], int]], device):
-    """Right-pad windows into tensors; labels are -100 on padding and on the context part of each window."""
+def _collate(batch: list[tuple[list[int], list[int]]], device):
+    """Right-pad windows into tensors; labels are -100 on padding and wherever the window scores nothing."""
     import torch
 
     width = max(len(ids) for ids, _ in batch)
     input_ids = torch.zeros(len(batch), width, dtype=torch.long)
     attention_mask = torch.zeros(len(batch), width, dtype=torch.long)
     labels = torch.full((len(batch), width), _IGNORE, dtype=torch.long)
-    for row, (ids, scored) in enumerate(batch):
+    for row, (ids, window_labels) in enumerate(batch):
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, : len(ids)] = 1
-        labels[row, len(ids) - scored : len(ids)] = input_ids[row, len(ids) - scored : len(ids)]
+        labels[row, : len(ids)] = torch.tensor(window_labels, dtype=torch.long)
     return input_ids.to(device), attention_mask.to(device), labels.to(device)
 
 

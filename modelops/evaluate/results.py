@@ -20,6 +20,8 @@ class EvalResults:
             reference, prediction, exact_match); empty when only LM metrics were asked for.
         task: ``seq_cls`` or ``causal_lm``.
         labels: class names in id order (classification data).
+        details: how it was scored: ``scored_on`` (``answer`` or ``all``, LM metrics), ``extraction`` (the answer
+            filters, ``match``, and the rows whose reference gave no answer), ``deltas`` where compared.
     """
 
     metrics: dict[str, Any]
@@ -29,6 +31,7 @@ class EvalResults:
     predictions: list[dict[str, Any]] = field(default_factory=list, repr=False)
     task: str | None = None
     labels: list[str] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         metrics = self.__dict__.get("metrics", {})
@@ -40,7 +43,7 @@ class EvalResults:
         """Everything but the per-example predictions, JSON-serialisable."""
         return {
             "model": self.model, "split": self.split, "num_examples": self.num_examples,
-            "task": self.task, "labels": self.labels, "metrics": self.metrics,
+            "task": self.task, "labels": self.labels, "metrics": self.metrics, "details": self.details,
         }  # fmt: skip
 
     def save(self, path: str | Path) -> Path:
@@ -92,13 +95,16 @@ class EvalResults:
         return plot_confusion_matrix(self.metrics["confusion_matrix"], self.labels or [], path, title)
 
 
-def comparison_table(named: dict[str, EvalResults]) -> str:
+def comparison_table(named: dict[str, EvalResults], deltas: dict[str, dict[str, Any]] | None = None) -> str:
     """A side-by-side table of the numeric metrics of several models (e.g. base vs fine-tuned).
 
     Metrics are listed in the order the first model has them; a model without one shows ``-``. With exactly
-    two models a ``delta`` column gives second minus first.
+    two models a ``delta`` column gives second minus first; a metric in `deltas` (`modelops.stats.paired_delta`
+    results) also shows its interval and McNemar p-value, and ``~`` marks an interval that includes 0. The
+    footer says what LM metrics were scored on.
     """
     names = list(named)
+    deltas = deltas or {}
     metrics: list[str] = []
     for result in named.values():
         metrics += [m for m, v in result.metrics.items() if _is_number(v) and m not in metrics]
@@ -110,8 +116,25 @@ def comparison_table(named: dict[str, EvalResults]) -> str:
         cells = [f"{v:.4f}" if _is_number(v) else "-" for v in values]
         if len(names) == 2:
             cells.append(f"{values[1] - values[0]:+.4f}" if all(_is_number(v) for v in values) else "-")
-        lines.append(f"{metric:<{width}}" + "".join(f"{c:>{width}}" for c in cells))
+        line = f"{metric:<{width}}" + "".join(f"{c:>{width}}" for c in cells)
+        lines.append(line + (_interval(deltas[metric]) if metric in deltas else ""))
+    if deltas:
+        some = next(iter(deltas.values()))
+        lines.append(
+            f"[low, high]: paired bootstrap {some['confidence']:.0%} interval of the delta ({some['resamples']} "
+            f"resamples, seed {some['seed']}); p: McNemar's exact test; ~: the interval includes 0 (may be noise)"
+        )
+    scored_on = {r.details.get("scored_on") for r in named.values()} - {None}
+    if scored_on:
+        lines.append(f"loss/perplexity/bits_per_byte scored on: {', '.join(sorted(scored_on))} tokens")
     return "\n".join(lines)
+
+
+def _interval(delta: dict[str, Any]) -> str:
+    text = f"  [{delta['low']:+.4f}, {delta['high']:+.4f}]"
+    if "mcnemar_p" in delta:
+        text += f" p={delta['mcnemar_p']:.3g}"
+    return text + (" ~" if delta["includes_zero"] else "")
 
 
 def _is_number(value: Any) -> bool:

@@ -39,14 +39,13 @@ class with neither) is 0, as with ``zero_division=0``.
 
 from __future__ import annotations
 
-import string
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from modelops.data.answers import normalize_text as _normalize_text
 from modelops.errors import EvaluationError, did_you_mean
 
 AVERAGES = ("macro", "micro", "weighted", "binary")
@@ -130,13 +129,7 @@ def normalize_text(text: str, normalize: Sequence[str] = ("whitespace",)) -> str
     bad = [option for option in normalize if option not in NORMALIZATIONS]
     if bad:
         raise EvaluationError(f"normalize: unknown option(s) {bad}; options are {list(NORMALIZATIONS)}")
-    if "case" in normalize:
-        text = text.casefold()
-    if "punctuation" in normalize:
-        text = "".join(c for c in text if not (unicodedata.category(c).startswith("P") or c in string.punctuation))
-    if "whitespace" in normalize:
-        text = " ".join(text.split())
-    return text
+    return _normalize_text(text, normalize)
 
 
 def exact_match(predictions: Sequence[str], references: Sequence[str], normalize=("whitespace",)) -> float:
