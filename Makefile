@@ -29,3 +29,6 @@ bench:
 	PYTHONPATH=. $(PY) benchmarks/bench_metrics.py
 	PYTHONPATH=. $(PY) benchmarks/bench_train.py
 	PYTHONPATH=. $(PY) benchmarks/bench_tracking.py
+	PYTHONPATH=. $(PY) benchmarks/bench_generate.py
+	PYTHONPATH=. $(PY) benchmarks/bench_dpo.py
+	PYTHONPATH=. $(PY) benchmarks/bench_gpu.py --tiny --full-vocab --steps 10 --shapes qwen2.5-0.5b
