@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from modelops.config.build import instantiate
-from modelops.config.validate import check_model_reference, validate
+from modelops.config.validate import check_model_reference, check_resume_path, validate
 from modelops.distributed import is_main_process
 from modelops.errors import DataError
 from modelops.io import write_json
 from modelops.log import say
+from modelops.rundir import claim, config_key
 from modelops.train.record import JobRecord, read_job
 
 
@@ -21,12 +22,15 @@ def run(cfg, run_dir: str | Path) -> dict[str, Any]:
         ModelopsError: a bad config, data or model, with the failed state in `job.json`.
     """
     run_dir = Path(run_dir)
+    key = claim_run_dir(cfg, run_dir)  # before anything is written there
     record = JobRecord(run_dir / "job.json", enabled=is_main_process())
-    record.update(status="validating")
+    # A resumed run keeps its events, not the error of its last attempt.
+    record.update(status="validating", config_key=key, error=None, finished_at=None)
     tracker = None
     try:
         validate(cfg)  # before anything heavy is imported or loaded
         check_model_reference(cfg)
+        check_resume_path(cfg)
         tracker = _start_tracking(cfg, run_dir)  # a store that cannot be written fails here, before training
         results = _run_stages(cfg, run_dir, record)
     except BaseException as exc:
@@ -36,6 +40,24 @@ def run(cfg, run_dir: str | Path) -> dict[str, Any]:
     tracked = finish_tracking(tracker, run_dir, "succeeded", results)
     record.update(status="succeeded", progress=1.0, metrics=results, **tracked)
     return results
+
+
+def claim_run_dir(cfg, run_dir: str | Path) -> str:
+    """Refuse `run_dir` when it holds a run with another config (`overwrite=true` moves that run aside).
+
+    Returns the run's config key (what `job.json` records to recognise a resume of the same run).
+    """
+    from omegaconf import OmegaConf
+
+    from modelops.errors import ConfigError
+
+    overwrite = cfg.get("overwrite") or False
+    if not isinstance(overwrite, bool):
+        raise ConfigError(f"overwrite: expected true or false, got {overwrite!r}")
+    key = config_key(OmegaConf.to_container(cfg, resolve=False))
+    if is_main_process():
+        claim(run_dir, key, overwrite=overwrite)
+    return key
 
 
 def _start_tracking(cfg, run_dir: Path):

@@ -18,25 +18,30 @@ _PLAIN_FLAGS = ("-m", "--multirun")
 _COULD_NOT_OVERRIDE = re.compile(r"Could not override '([^']+)'")
 
 
-def precheck(argv: list[str]) -> None:
+def precheck(argv: list[str]):
     """Compose and validate the config of `python -m modelops ARGS` as `hydra.main` will.
 
     Sweep overrides (`a=1,2`) are checked with their first value; run and sweep settings of
     Hydra itself (`hydra.*`) are left to Hydra.
+
+    Returns:
+        The composed config, or None when Hydra's own flags (``--cfg``, ``--config-dir`` ...) leave it to Hydra.
 
     Raises:
         ConfigError: an unknown key (with a did-you-mean), a bad value, or whatever `validate` refuses.
     """
     args = argv[1:]
     if any(arg.startswith("-") and arg not in _PLAIN_FLAGS for arg in args):
-        return
+        return None
     overrides = _first_of_sweeps([arg for arg in args if arg not in _PLAIN_FLAGS])
     cfg = _compose(overrides)
-    from modelops.config.validate import check_model_reference, validate
+    from modelops.config.validate import check_model_reference, check_resume_path, validate
 
     validate(cfg)
     check_model_reference(cfg)
+    check_resume_path(cfg)
     _check_trainer_values(cfg)
+    return cfg
 
 
 def _check_trainer_values(cfg) -> None:

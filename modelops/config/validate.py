@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_ALLOWED", "GROUPS", "STAGES", "check_node", "check_target", 
 
 STAGES = ("sanitize", "preview", "train", "evaluate")
 GROUPS = ("dataset", "sanitizer", "model", "trainer", "evaluator", "tracking", "registry")
-TOP_LEVEL = (*GROUPS, "stages", "allowed_targets", "objective")
+TOP_LEVEL = (*GROUPS, "stages", "allowed_targets", "objective", "overwrite")
 _SPECIAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
 
@@ -74,6 +74,27 @@ def check_model_reference(cfg) -> None:
     if not path.is_dir():
         what = "a file, not a model directory" if path.exists() else "no such local directory"
         raise ConfigError(f"model.name_or_path: {ref!r}: {what}; give a model directory, a hub id or a model alias")
+
+
+def check_resume_path(cfg) -> None:
+    """Fail before any work, naming `trainer.resume`, when it gives a checkpoint path that does not exist.
+
+    `auto` and null need nothing; a path must be a directory (whether it is a complete checkpoint of
+    this run is checked when training restores it).
+    """
+    from pathlib import Path
+
+    resume = cfg.get("trainer", {}).get("resume") if cfg.get("trainer") is not None else None
+    if not isinstance(resume, str) or resume == "auto":
+        return
+    path = Path(resume).expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"trainer.resume: {resume!r} does not exist; give a checkpoint directory (<run dir>/checkpoints/step-N), "
+            "auto (the run directory's latest complete checkpoint) or null (start fresh)"
+        )
+    if not path.is_dir():
+        raise ConfigError(f"trainer.resume: {resume!r} is a file, not a checkpoint directory")
 
 
 def _allowed_targets(value: Any) -> tuple[str, ...]:

@@ -49,7 +49,8 @@ def main(run_dir: str) -> int:
     try:
         # Until the loop takes the signals over (to finish its step and checkpoint), they stop at once.
         with StopRequest(defer=False):
-            record.update(status="validating", pid=os.getpid())
+            # A resume: the error of the attempt before is not this one's.
+            record.update(status="validating", pid=os.getpid(), error=None, finished_at=None)
             spec, config, dataset = _validate_and_load(run_dir)
             tracker = _start_tracking(run_dir, dataset, config)  # a store that cannot be written fails before training
             from modelops.train.loop import train
