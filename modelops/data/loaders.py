@@ -63,6 +63,7 @@ class LoadReport:
             names (``sentence`` -> ``text``) rather than given.
         skipped_rows: every skipped row: ``{"file", "line", "row", "reason", "message", "raw"}``
             (``raw``: the line or record as read). Not part of `as_dict`: it can be long.
+        changed: what -> rows kept but changed while loading (``label_spaces_stripped``, ``label_lowercased``).
     """
 
     source: str
@@ -71,6 +72,7 @@ class LoadReport:
     examples: list[str] = field(default_factory=list)
     columns: dict[str, str] = field(default_factory=dict)
     skipped_rows: list[dict[str, Any]] = field(default_factory=list)
+    changed: dict[str, int] = field(default_factory=dict)
 
     def skip(self, reason: str, place: Place, message: str, raw: str | None) -> None:
         """Count one skipped row under `reason` and keep it (where, why, what it was)."""
@@ -93,6 +95,7 @@ class LoadReport:
             "skipped": dict(self.skipped),
             "examples": list(self.examples),
             "columns": dict(self.columns),
+            "changed": dict(self.changed),
         }
 
 
