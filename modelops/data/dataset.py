@@ -490,13 +490,15 @@ class Dataset:
         ``for name in ds.split_names: ds.save(f"clean_{name}.jsonl", split=name)``, or all of them
         at once with `save_to_disk`.
 
-        The extension picks the file type: ``.parquet``; ``.csv`` (``.tsv`` tab-separated; no
-        nested columns such as chat messages); ``.json`` (an array); anything else JSON Lines.
+        The extension picks the file type: ``.jsonl`` (or ``.ndjson``); ``.parquet``; ``.csv`` (``.tsv``
+        tab-separated; no nested columns such as chat messages); ``.json`` (an array). A compression
+        suffix after it compresses the file: ``.gz``, ``.bz2``, ``.zst``, ``.lz4``, ``.br``
+        (``clean.jsonl.gz``); every loader, and the CLI, reads such files back. Any other name is refused.
         Reading the file back gives the same rows and values (CSV: a string label that looks
         like an integer comes back as an int, since CSV keeps no types).
 
         Raises:
-            DataError: several splits and no `split`, or no such split.
+            DataError: several splits and no `split`, no such split, or an extension that names no file type.
         """
         from modelops.data.writers import write
 

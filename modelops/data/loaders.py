@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from modelops.data import formats
+from modelops.data.compression import COMPRESSIONS, open_read, split_suffix
 from modelops.data.formats import RowProblem
 from modelops.errors import ConfigError, DataError
 
@@ -177,9 +178,15 @@ def load_file(
         DataError: naming the file, the line or row, and the field.
     """
     path = _existing_file(path)
-    kind = kind or SUFFIX_KINDS.get(path.suffix.lower())
+    suffix, codec = split_suffix(path)
+    kind = kind or SUFFIX_KINDS.get(suffix)
     if kind is None:
-        raise DataError(f"{path}: unknown file type {path.suffix!r}; use one of {sorted(SUFFIX_KINDS)}")
+        raise DataError(
+            f"{path}: unknown file type {''.join(path.suffixes[-2:]) or path.name!r}; use one of "
+            f"{sorted(SUFFIX_KINDS)}, compressed or not ({', '.join(sorted(COMPRESSIONS))})"
+        )
+    if codec and kind == "parquet":
+        raise DataError(f"{path}: a Parquet file compresses its own columns; give the .parquet file itself")
     _check_header(path, kind, header, columns)
     options = {"format": format, "columns": columns, "on_error": on_error}
     if kind == "jsonl":
@@ -187,7 +194,7 @@ def load_file(
     if kind == "json":
         return _load(str(path), None, lambda: _json_rows(path), **options)
     if kind == "csv":
-        sep = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+        sep = delimiter or ("\t" if suffix == ".tsv" else ",")
         rows = functools.partial(_csv_rows, path, sep, header)
         try:
             return _load(
@@ -311,8 +318,8 @@ def _load(
     if fast is not None:
         try:
             table = fast()
-        except (pa.ArrowException, UnicodeDecodeError, ValueError):
-            table = None  # the slow path will name the line
+        except (pa.ArrowException, UnicodeDecodeError, ValueError, OSError):
+            table = None  # the slow path will name the line (or the compressed file that cannot be read)
     if table is not None:
         if table.num_rows == 0:
             raise DataError(f"{source}: the file holds no rows")
@@ -457,7 +464,7 @@ def _jsonl_fast(path: Path) -> Any:
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[Place, Any, str]]:
     """(place, parsed object or RowProblem, the line as read) per non-blank line, streamed."""
-    with path.open("rb") as fh:
+    with open_read(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             where = Place(str(path), line=lineno)
             try:
@@ -477,7 +484,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[Place, Any, str]]:
 
 def _json_rows(path: Path) -> Iterator[tuple[Place, Any, None]]:
     """Rows of a JSON document: an array of objects, or an object whose ``data`` is one."""
-    raw = path.read_bytes()
+    with open_read(path) as fh:
+        raw = fh.read()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -499,7 +507,9 @@ def _json_rows(path: Path) -> Iterator[tuple[Place, Any, None]]:
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+    import io
+
+    with open_read(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as fh:
         return next(csv.reader(fh, delimiter=delimiter), [])
 
 
@@ -531,7 +541,7 @@ def _csv_fast(path: Path, delimiter: str, header: bool = True) -> Any:
 def _csv_rows(path: Path, delimiter: str, header: bool = True) -> Iterator[tuple[Place, Any, str]]:
     """(place, row dict or RowProblem, the record as read) per CSV record, streamed."""
     problems: list[tuple[Place, RowProblem, str]] = []
-    with path.open("rb") as fh:
+    with open_read(path) as fh:
         reader = csv.reader(_decoded_lines(fh, path, problems), delimiter=delimiter)
         first = next(reader, None)
         yield from problems
