@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from modelops.config.build import instantiate
-from modelops.config.validate import check_model_reference, check_resume_path, validate
+from modelops.config.validate import (
+    check_model_directory,
+    check_model_reference,
+    check_resume_path,
+    check_train_data,
+    validate,
+)
 from modelops.distributed import is_main_process
 from modelops.errors import DataError
 from modelops.io import write_json
@@ -30,7 +36,9 @@ def run(cfg, run_dir: str | Path) -> dict[str, Any]:
     try:
         validate(cfg)  # before anything heavy is imported or loaded
         check_model_reference(cfg)
+        check_model_directory(cfg)
         check_resume_path(cfg)
+        check_train_data(cfg)
         tracker = _start_tracking(cfg, run_dir)  # a store that cannot be written fails here, before training
         results = _run_stages(cfg, run_dir, record)
     except BaseException as exc:

@@ -35,11 +35,13 @@ def precheck(argv: list[str]):
         return None
     overrides = _first_of_sweeps([arg for arg in args if arg not in _PLAIN_FLAGS])
     cfg = _compose(overrides)
-    from modelops.config.validate import check_model_reference, check_resume_path, validate
+    from modelops.config import validate as checks
 
-    validate(cfg)
-    check_model_reference(cfg)
-    check_resume_path(cfg)
+    checks.validate(cfg)
+    checks.check_model_reference(cfg)
+    checks.check_model_directory(cfg)
+    checks.check_resume_path(cfg)
+    checks.check_train_data(cfg)
     _check_trainer_values(cfg)
     return cfg
 

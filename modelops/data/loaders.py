@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from modelops.data import formats
 from modelops.data.compression import COMPRESSIONS, open_read, split_suffix
 from modelops.data.formats import RowProblem
+from modelops.data.hints import likely_cause
 from modelops.errors import ConfigError, DataError
 
 CHUNK_ROWS = 10_000
@@ -189,12 +190,24 @@ def load_file(
         raise DataError(f"{path}: a Parquet file compresses its own columns; give the .parquet file itself")
     _check_header(path, kind, header, columns)
     options = {"format": format, "columns": columns, "on_error": on_error}
+    try:
+        return _load_kind(path, kind, suffix, delimiter, header, options)
+    except DataError as exc:
+        hint = likely_cause(path, kind, delimiter or ("\t" if suffix == ".tsv" else ","))
+        if hint is None or hint in str(exc):
+            raise
+        raise DataError(f"{exc}. Likely cause: {hint}") from exc
+
+
+def _load_kind(path: Path, kind: str, suffix: str, delimiter: str | None, header: bool, options: dict) -> Loaded:
     if kind == "jsonl":
         return _load(str(path), lambda: _jsonl_fast(path), lambda: _jsonl_rows(path), reread=True, **options)
     if kind == "json":
         return _load(str(path), None, lambda: _json_rows(path), **options)
     if kind == "csv":
         sep = delimiter or ("\t" if suffix == ".tsv" else ",")
+        if header:
+            _check_header_names(path, _csv_header(path, sep))
         rows = functools.partial(_csv_rows, path, sep, header)
         try:
             return _load(
@@ -229,6 +242,25 @@ def _check_header(path: Path, kind: str, header: bool, columns: Mapping[str, Any
             f"{path}: header: false leaves the columns without names; give each field's position, "
             f"e.g. columns: {{text: 0, label: 1}}" + (f" (got {names})" if names else "")
         )
+
+
+def _check_header_names(path: Path, names: list[str]) -> None:
+    """Say when spaces around header names are dropped (`_csv_names`); refuse a name given twice.
+
+    A header that names a column twice leaves which value is the column's to chance, so it is refused.
+    """
+    from modelops.log import say
+
+    spaced = [name for name in names if name != name.strip()]
+    if spaced:
+        say(f"{path}: spaces around header names dropped: {spaced} read as {[name.strip() for name in spaced]}")
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(_csv_names(names), start=1):
+        seen.setdefault(name, []).append(i)
+    twice = {name: at for name, at in seen.items() if len(at) > 1}
+    if twice:
+        named = "; ".join(f"{name!r} at columns {at}" for name, at in twice.items())
+        raise DataError(f"{path}:1: the header names a column more than once ({named}); give each column its own name")
 
 
 def _looks_like_data(names: list[str]) -> bool:
@@ -513,6 +545,11 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
         return next(csv.reader(fh, delimiter=delimiter), [])
 
 
+def _csv_names(names: list[str]) -> list[str]:
+    """Header names as the columns are called: without spaces around them (``text, label`` -> ``label``)."""
+    return [name.strip() for name in names]
+
+
 def _positions(n: int) -> list[str]:
     """Column names of a headerless file: the positions, as `columns: {text: 0}` refers to them."""
     return [str(i) for i in range(n)]
@@ -524,10 +561,10 @@ def _csv_fast(path: Path, delimiter: str, header: bool = True) -> Any:
     import pyarrow.csv as pcsv
 
     names = _csv_header(path, delimiter)
-    names = names if header else _positions(len(names))
+    names = _csv_names(names) if header else _positions(len(names))
     return pcsv.read_csv(
         path,
-        read_options=pcsv.ReadOptions(block_size=_JSON_BLOCK_BYTES, column_names=None if header else names),
+        read_options=pcsv.ReadOptions(block_size=_JSON_BLOCK_BYTES, column_names=names, skip_rows=int(header)),
         parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         convert_options=pcsv.ConvertOptions(
             column_types={name: pa.string() for name in names},
@@ -548,7 +585,7 @@ def _csv_rows(path: Path, delimiter: str, header: bool = True) -> Iterator[tuple
         problems.clear()
         if not first:
             raise DataError(f"{path}: no header row" if header else f"{path}: the file holds no rows")
-        names = first if header else _positions(len(first))
+        names = _csv_names(first) if header else _positions(len(first))
         records = reader if header else _chain_first(first, reader)
         for record in records:
             yield from problems
