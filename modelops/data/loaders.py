@@ -508,10 +508,25 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[Place, Any, str]]:
             if not line.strip():
                 continue
             try:
-                yield where, json.loads(line), line.rstrip("\r\n")
+                yield where, json.loads(line, object_pairs_hook=_unique_fields), line.rstrip("\r\n")
             except json.JSONDecodeError as exc:
                 problem = RowProblem("not_json", f"not valid JSON ({exc.msg}, column {exc.colno})")
                 yield where, problem, line.rstrip("\r\n")
+            except _DuplicateField as exc:
+                problem = RowProblem("duplicate_field", f"field {exc.args[0]!r} appears more than once; keep one")
+                yield where, problem, line.rstrip("\r\n")
+
+
+class _DuplicateField(Exception):
+    """A JSON object naming a field twice (`json` keeps the last silently; which one was meant is unknown)."""
+
+
+def _unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateField(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return obj
 
 
 def _json_rows(path: Path) -> Iterator[tuple[Place, Any, None]]:
@@ -526,9 +541,11 @@ def _json_rows(path: Path) -> Iterator[tuple[Place, Any, None]]:
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_unique_fields)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from exc
+    except _DuplicateField as exc:
+        raise DataError(f"{path}: an object names field {exc.args[0]!r} more than once; keep one") from exc
     if isinstance(document, dict) and isinstance(document.get("data"), list):
         document = document["data"]
     if not isinstance(document, list):
