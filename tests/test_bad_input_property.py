@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, example, given, settings  # noqa: E402
+from hypothesis import HealthCheck, event, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from modelops import Dataset, DatasetSanitizer  # noqa: E402
@@ -187,6 +187,7 @@ def _check_spec(spec: Spec, directory: Path) -> None:
     path, numbers = write(spec, directory)
     for on_error in ("raise", "skip"):
         dataset, error, caught = _load(path, on_error)
+        event(f"{on_error}: {'DataError' if error is not None else 'loaded'}")  # --hypothesis-show-statistics
         if error is not None:
             assert path.name in str(error), f"the error does not name the file: {error}"
             _check_expected_error(spec, numbers, on_error, str(error))
@@ -298,6 +299,7 @@ def test_cli_one_step_runs_or_exits_2_and_leaves_earlier_runs_alone(spec, reuse,
     path, _ = write(spec, directory)
     run_dir = "outputs/earlier" if reuse else f"outputs/{directory.name}"
     proc = _cli(["dataset=files", f"dataset.train={path}", "dataset.on_error=skip", f"hydra.run.dir={run_dir}"], cwd)
+    event(f"reused run dir: {reuse}, exit {proc.returncode}")
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert _digest(cwd / "outputs" / "earlier") == before, "an earlier run's files changed"
     if reuse:
