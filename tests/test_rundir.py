@@ -118,3 +118,27 @@ def test_cli_refuses_a_reused_run_dir_before_writing_and_overwrite_moves_it_asid
     assert json.loads((old / "job.json").read_text())["status"] == "succeeded"
     assert "strict" not in (old / ".hydra" / "overrides.yaml").read_text()
     assert "strict" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_the_pipeline_refuses_another_config_and_a_restart_sets_the_old_curve_aside(tmp_path):
+    from modelops.config.build import compose
+    from modelops.run import run
+    from tests.conftest import TINY
+
+    run_dir = tmp_path / "run"
+    base = ["+recipe=lora_small", *TINY, "tracking=none", "stages=[train]", "trainer.max_steps=2",
+            "trainer.log_every=1"]  # fmt: skip
+    run(compose(base), run_dir)
+    first = (run_dir / "metrics.jsonl").read_text()
+    with pytest.raises(ConfigError, match="another config"):
+        run(compose([*base, "trainer.learning_rate=1e-3"]), run_dir)
+    assert (run_dir / "metrics.jsonl").read_text() == first
+    # The same config, started over (resume=null is not part of the key): the old curve is kept beside.
+    run(compose([*base, "trainer.resume=null"]), run_dir)
+    (old,) = run_dir.glob("metrics.jsonl.old-*")
+    assert old.read_text() == first
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # one training: no step twice
+    record = json.loads((run_dir / "job.json").read_text())
+    assert record["status"] == "succeeded" and record["error"] is None
