@@ -14,7 +14,7 @@ from modelops.config.validate import (
     validate,
 )
 from modelops.distributed import is_main_process
-from modelops.errors import DataError
+from modelops.errors import ConfigError, DataError
 from modelops.io import write_json
 from modelops.log import say
 from modelops.rundir import claim, config_key
@@ -56,8 +56,6 @@ def claim_run_dir(cfg, run_dir: str | Path) -> str:
     Returns the run's config key (what `job.json` records to recognise a resume of the same run).
     """
     from omegaconf import OmegaConf
-
-    from modelops.errors import ConfigError
 
     overwrite = cfg.get("overwrite") or False
     if not isinstance(overwrite, bool):
