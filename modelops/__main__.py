@@ -28,6 +28,17 @@ def _task(cfg) -> float | None:
     return objective_value(results, cfg.objective)  # what a sweeper (Optuna) optimises
 
 
+def _claim_named_run_dir(cfg, argv: list[str]) -> None:
+    """A `hydra.run.dir=` holding another run is refused (or moved aside) before Hydra writes into it."""
+    from modelops.rundir import run_dir_override
+
+    run_dir = run_dir_override(argv)
+    if cfg is not None and run_dir and not {"-m", "--multirun"} & set(argv):
+        from modelops.run import claim_run_dir
+
+        claim_run_dir(cfg, run_dir)
+
+
 def main() -> None:
     import hydra
 
@@ -48,8 +59,10 @@ def main() -> None:
     register_resolvers()
     try:
         # Before Hydra creates the run directory: a config error leaves nothing behind.
-        _validated = precheck(sys.argv)
+        cfg = precheck(sys.argv)
+        _validated = cfg is not None and not {"-m", "--multirun"} & set(sys.argv)
         sys.argv = prepare_argv(sys.argv)
+        _claim_named_run_dir(cfg, sys.argv)
     except ModelopsError as exc:
         print(report(exc), file=sys.stderr)
         sys.exit(2)

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from modelops.config.build import instantiate
-from modelops.config.validate import check_model_reference, validate
+from modelops.config.validate import check
 from modelops.distributed import is_main_process
-from modelops.errors import DataError, ModelopsError
+from modelops.errors import ConfigError, DataError, ModelopsError
 from modelops.io import write_json
 from modelops.log import say
+from modelops.rundir import claim, config_key
 from modelops.train.record import JobRecord
 from modelops.train.stopping import StopRequest
 
@@ -33,22 +34,23 @@ def run(cfg, run_dir: str | Path, validated: bool = False) -> dict[str, Any]:
     """Run the stages of a composed config in `run_dir`; return the results (`base`, `train`, `fine_tuned`).
 
     `results["registered_model"]` is `NAME/VERSION` when a trained model was registered. `validated`: the
-    caller already ran `validate` and `check_model_reference` on this very config (the CLI's precheck).
+    caller already ran `modelops.config.validate.check` on this very config (the CLI's precheck).
 
     Raises:
         ModelopsError: a bad config, data or model, with the failed state in `job.json`.
         KeyboardInterrupt: SIGTERM/SIGINT (`TrainingCancelled` after a checkpoint), recorded as cancelled.
     """
     run_dir = Path(run_dir)
+    key = claim_run_dir(cfg, run_dir)  # before anything is written there
     record = JobRecord(run_dir / "job.json", enabled=is_main_process())
-    record.update(status="validating", pid=os.getpid())
+    # A resumed run keeps its events, not the error of its last attempt.
+    record.update(status="validating", pid=os.getpid(), config_key=key, error=None, finished_at=None)
     tracker = None
     try:
         # Until the training loop takes the signals over (to finish its step and checkpoint), they stop at once.
         with StopRequest(defer=False):
             if not validated:
-                validate(cfg)  # before anything heavy is imported or loaded
-                check_model_reference(cfg)
+                check(cfg)  # before anything heavy is imported or loaded
             tracker = _start_tracking(cfg, run_dir)  # a store that cannot be written fails here, before training
             results = _run_stages(cfg, run_dir, record, tracker)
     except BaseException as exc:
@@ -83,6 +85,22 @@ def run_job(run_dir: str | Path) -> int:
         traceback.print_exc()
         return 1
     return 0
+
+
+def claim_run_dir(cfg, run_dir: str | Path) -> str:
+    """Refuse `run_dir` when it holds a run with another config (`overwrite=true` moves that run aside).
+
+    Returns the run's config key (what `job.json` records to recognise a resume of the same run).
+    """
+    from omegaconf import OmegaConf
+
+    overwrite = cfg.get("overwrite") or False
+    if not isinstance(overwrite, bool):
+        raise ConfigError(f"overwrite: expected true or false, got {overwrite!r}")
+    key = config_key(OmegaConf.to_container(cfg, resolve=False))
+    if is_main_process():
+        claim(run_dir, key, overwrite=overwrite)
+    return key
 
 
 def _start_tracking(cfg, run_dir: Path):

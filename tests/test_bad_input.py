@@ -72,6 +72,27 @@ CASES = [
     # models
     ("model_path_missing", ["model.name_or_path=/no/such/model", "stages=[train]"],
      ["/no/such/model", "local directory"]),
+    # issue 24: the second bad-input round
+    ("csv_duplicate_column_names", _files("train=duplicate_columns.csv") + FAST,
+     ["duplicate_columns.csv:1", "'text'", "more than once"]),
+    ("json_field_named_twice", _files("train=duplicate_key.jsonl") + FAST,
+     ["duplicate_key.jsonl:2", "'text'", "more than once"]),
+    ("empty_label", _files("train=empty_label.jsonl") + FAST, ["empty_label.jsonl:2", "'label'", "empty"]),
+    ("one_class_classifier", [*_files("train=one_class.jsonl"), "stages=[sanitize,train]"],
+     ["two classes", "pos"]),
+    ("error_inside_gzip_names_the_line", _files("train=bad_line.jsonl.gz") + FAST,
+     ["bad_line.jsonl.gz:3", "not valid JSON"]),
+    ("gz_name_but_not_gzip", _files("train=not_gzip.jsonl.gz") + FAST, ["not_gzip.jsonl.gz", "gzip"]),
+    ("other_delimiter", _files("train=semicolon.csv") + FAST, ["semicolon.csv", "delimiter=';'"]),
+    ("latin1_encoding", _files("train=latin1.jsonl") + FAST, ["latin1.jsonl:2", "UTF-8", "Windows-1252", "iconv"]),
+    ("json_array_as_jsonl", _files("train=array.jsonl") + FAST, ["array.jsonl:1", "JSON array", ".json"]),
+    ("directory_not_a_model", [f"model.name_or_path={BAD / 'not_a_model'}", "stages=[train]"],
+     ["not_a_model", "not a model", "config.json"]),
+    ("train_empty_beside_test", [*_files("test=train.jsonl"), "dataset.train=", "stages=[sanitize,train]"],
+     ["dataset.train", "empty", "stages"]),
+    ("tracking_uri_bare_path", ["tracking.uri=mlruns", *FAST], ["'mlruns'", "not a tracking URI", "sqlite:///"]),
+    ("resume_path_missing", ["trainer.resume=/no/such/checkpoint", "stages=[train]"],
+     ["trainer.resume", "/no/such/checkpoint", "does not exist"]),
 ]  # fmt: skip
 
 
@@ -95,6 +116,87 @@ def test_bad_input_gets_one_clear_message(tmp_path, overrides, expected):
     assert "Traceback" not in proc.stderr
     for text in expected:
         assert text in proc.stderr, f"{text!r} not in: {proc.stderr[-1500:]}"
+
+
+@pytest.mark.slow
+def test_config_errors_of_this_round_write_nothing(tmp_path):
+    for overrides in ([f"model.name_or_path={BAD / 'not_a_model'}"], ["trainer.resume=/no/such/checkpoint"],
+                      [*_files("test=train.jsonl"), "dataset.train="]):  # fmt: skip
+        proc = _cli(overrides, tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert not (tmp_path / "outputs").exists()  # refused before Hydra made a run directory
+
+
+@pytest.mark.slow
+def test_a_compressed_file_is_read_by_the_cli_as_by_python(tmp_path):
+    from modelops import Dataset
+
+    proc = _cli(_files("train=train.jsonl.gz") + FAST + ["tracking=none"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = list((tmp_path / "outputs").glob("????-??-??/*"))
+    lineage = json.loads((run_dir / "data" / "lineage.json").read_text())
+    python = Dataset.from_jsonl(BAD / "train.jsonl.gz")
+    assert lineage["loaded"]["train"] == python.lineage()["train"] and python.lineage()["train"]["rows"] == 24
+
+
+@pytest.mark.slow
+def test_labels_differing_by_case_are_named_and_merged_only_when_asked(tmp_path):
+    proc = _cli(_files("train=label_case.jsonl") + FAST + ["tracking=none"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "'Positive' (" in proc.stderr and "label_case.jsonl:3" in proc.stderr
+    assert "label_case.jsonl:1" in proc.stderr and "differ only by case" in proc.stderr
+    assert "label_spaces_stripped=1" in proc.stdout
+    merged = _cli(_files("train=label_case.jsonl") + FAST + ["tracking=none", "dataset.lowercase_labels=true"],
+                  tmp_path)  # fmt: skip
+    assert merged.returncode == 0 and "differ only by case" not in merged.stderr
+    assert "label_lowercased=1" in merged.stdout
+
+
+@pytest.mark.slow
+def test_spaces_around_csv_header_names_are_dropped_and_said(tmp_path):
+    proc = _cli(_files("train=spaced_header.csv") + FAST + ["tracking=none"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "spaces around header names dropped" in proc.stdout and "' label'" in proc.stdout
+
+
+def test_a_split_that_cannot_be_stratified_is_named():
+    from modelops import Dataset
+
+    rows = [{"text": f"row {i}", "label": "common"} for i in range(9)] + [{"text": "rare", "label": "rare"}]
+    with pytest.warns(UserWarning, match=r"could not stratify.*'rare' \(1 row\(s\); none in \['validation'\]\)"):
+        Dataset.from_records(rows).split(validation=0.2, seed=0)
+
+
+def test_save_writes_what_the_name_says_and_refuses_unknown_names(tmp_path):
+    import bz2
+    import gzip
+
+    from modelops import Dataset
+    from modelops.errors import DataError
+
+    dataset = Dataset.from_records([{"text": "un café", "label": "pos"}, {"text": "b", "label": "neg"}])
+    dataset.save(tmp_path / "clean.jsonl.gz")
+    lines = gzip.decompress((tmp_path / "clean.jsonl.gz").read_bytes()).decode().splitlines()
+    assert [json.loads(line) for line in lines] == dataset.to_list()  # read by the standard library
+    dataset.save(tmp_path / "clean.csv.bz2")
+    assert bz2.decompress((tmp_path / "clean.csv.bz2").read_bytes()).decode().splitlines()[0] == '"text","label"'
+    for name in ("clean.csv.bz2", "clean.jsonl.gz"):
+        assert Dataset.from_files(train=tmp_path / name).to_list() == dataset.to_list()
+    for name in ("clean.txt", "clean", "clean.parquet.gz"):
+        with pytest.raises(DataError, match="save"):
+            dataset.save(tmp_path / name)
+        assert not (tmp_path / name).exists()
+
+
+def test_card_and_iban_look_alikes_are_not_scrubbed():
+    from modelops.sanitize.pii import find_pii
+
+    # 4111 1111 1111 1111 is the usual Visa test number (Luhn-valid); ...1112 fails the check.
+    assert [m.type for m in find_pii("card 4111 1111 1111 1111 ok")] == ["CREDIT_CARD"]
+    assert find_pii("ref 4111 1111 1111 1112 ok") == []
+    # GB82 WEST 1234 5698 7654 32 is the ISO 13616 example IBAN; changing its last digit breaks mod 97.
+    assert [m.type for m in find_pii("iban GB82 WEST 1234 5698 7654 32")] == ["IBAN"]
+    assert find_pii("iban GB82 WEST 1234 5698 7654 33") == []
 
 
 @pytest.mark.slow

@@ -18,28 +18,27 @@ _PLAIN_FLAGS = ("-m", "--multirun")
 _COULD_NOT_OVERRIDE = re.compile(r"Could not override '([^']+)'")
 
 
-def precheck(argv: list[str]) -> bool:
+def precheck(argv: list[str]):
     """Compose and validate the config of `python -m modelops ARGS` as `hydra.main` will.
 
     Sweep overrides (`a=1,2`) are checked with their first value; run and sweep settings of
     Hydra itself (`hydra.*`) are left to Hydra.
 
+    Returns:
+        The composed config, or None when Hydra's own flags (``--cfg``, ``--config-dir`` ...) leave it to Hydra.
+
     Raises:
         ConfigError: an unknown key (with a did-you-mean), a bad value, or whatever `validate` refuses.
-
-    Returns:
-        Whether the config a single run will compose was validated (not for a sweep, nor with Hydra's own flags).
     """
     args = argv[1:]
     if any(arg.startswith("-") and arg not in _PLAIN_FLAGS for arg in args):
-        return False
+        return None
     overrides = _first_of_sweeps([arg for arg in args if arg not in _PLAIN_FLAGS])
     cfg = _compose(overrides)
-    from modelops.config.validate import check_model_reference, validate
+    from modelops.config.validate import check
 
-    validate(cfg)
-    check_model_reference(cfg)
-    return not any(arg in _PLAIN_FLAGS for arg in args)
+    check(cfg)
+    return cfg
 
 
 def _first_of_sweeps(overrides: list[str]) -> list[str]:

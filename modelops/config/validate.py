@@ -23,8 +23,22 @@ __all__ = ["DEFAULT_ALLOWED", "GROUPS", "STAGES", "check_node", "check_target", 
 
 STAGES = ("sanitize", "preview", "train", "evaluate")
 GROUPS = ("dataset", "sanitizer", "model", "trainer", "evaluator", "tracking", "registry")
-TOP_LEVEL = (*GROUPS, "stages", "allowed_targets", "objective")
+TOP_LEVEL = (*GROUPS, "stages", "allowed_targets", "objective", "overwrite")
 _SPECIAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+def check(cfg) -> None:
+    """Every check of a composed config that needs no model, data or store: `validate`, then the model reference,
+    the model directory, the resume path and the training data's presence.
+
+    Raises:
+        ConfigError: naming the key of the first problem found.
+    """
+    validate(cfg)
+    check_model_reference(cfg)
+    check_model_directory(cfg)
+    check_resume_path(cfg)
+    check_train_data(cfg)
 
 
 def validate(cfg) -> None:
@@ -89,6 +103,66 @@ def check_model_reference(cfg) -> None:
     if not path.is_dir():
         what = "a file, not a model directory" if path.exists() else "no such local directory"
         raise ConfigError(f"model.name_or_path: {ref!r}: {what}; give a model directory, a hub id or a model alias")
+
+
+def check_model_directory(cfg) -> None:
+    """Fail before any data work, naming `model.name_or_path`, when it names a local directory that holds no model.
+
+    (Run after `check_model_reference`, which reports a path that does not exist.)
+    """
+    from pathlib import Path
+
+    ref = cfg.get("model", {}).get("name_or_path") if cfg.get("model") is not None else None
+    looks_like_path = isinstance(ref, str) and (ref.startswith(("/", ".", "~")) or ref.count("/") >= 2)
+    path = Path(ref).expanduser() if looks_like_path and not ref.startswith("models:/") else None
+    if path is None or not path.is_dir():
+        return
+    if not any((path / marker).is_file() for marker in _MODEL_MARKERS):
+        raise ConfigError(
+            f"model.name_or_path: {ref!r} is a directory but not a model (none of {list(_MODEL_MARKERS)}); give a "
+            "transformers model or PEFT adapter directory, a modelops run directory, a hub id or a model alias"
+        )
+
+
+# What makes a local directory a model modelops can load (see modelops.models.resolve).
+_MODEL_MARKERS = ("config.json", "adapter_config.json", "modelops.json", "model/modelops.json")
+
+
+def check_train_data(cfg) -> None:
+    """Fail before any work, naming `dataset.train`, when the train stage is asked for and its file is left empty.
+
+    (A dataset of only a test file is fine for `stages=[sanitize, evaluate]`.)
+    """
+    dataset = cfg.get("dataset")
+    if "train" not in list(cfg.get("stages") or []) or dataset is None or "train" not in dataset:
+        return
+    if dataset.get("train") in (None, ""):
+        given = [name for name in ("validation", "test") if dataset.get(name)]
+        raise ConfigError(
+            f"dataset.train: empty, but stages include train{f' (given: {given})' if given else ''}; set "
+            "dataset.train=PATH, or leave train out of stages (e.g. stages=[sanitize,evaluate]) to evaluate only"
+        )
+
+
+def check_resume_path(cfg) -> None:
+    """Fail before any work, naming `trainer.resume`, when it gives a checkpoint path that does not exist.
+
+    `auto` and null need nothing; a path must be a directory (whether it is a complete checkpoint of
+    this run is checked when training restores it).
+    """
+    from pathlib import Path
+
+    resume = cfg.get("trainer", {}).get("resume") if cfg.get("trainer") is not None else None
+    if not isinstance(resume, str) or resume == "auto":
+        return
+    path = Path(resume).expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"trainer.resume: {resume!r} does not exist; give a checkpoint directory (<run dir>/checkpoints/step-N), "
+            "auto (the run directory's latest complete checkpoint) or null (start fresh)"
+        )
+    if not path.is_dir():
+        raise ConfigError(f"trainer.resume: {resume!r} is a file, not a checkpoint directory")
 
 
 def _allowed_targets(value: Any) -> tuple[str, ...]:

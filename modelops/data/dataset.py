@@ -4,8 +4,9 @@ Data enters modelops only through this class: ``from_jsonl``, ``from_json``, ``f
 ``from_parquet``, ``from_records``, ``from_hf`` read one source into one split; ``from_files``
 reads one source per split (and can split one file); ``split`` carves validation/test out of
 train. Every loader takes ``format`` (detected when omitted), ``columns`` (a mapping from
-canonical field to source column) and ``on_error`` (``raise`` or ``skip``); see `formats` for
-the formats and `loaders` for how files are read and checked.
+canonical field to source column), ``on_error`` (``raise`` or ``skip``) and, for classification,
+``lowercase_labels``; see `formats` for the formats, `loaders` for how files are read and checked and
+`labels` for how label strings are normalised (spaces stripped, empty labels refused).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from modelops.data import formats, loaders
 from modelops.data.fingerprint import fingerprint_dataset
+from modelops.data.labels import case_variants, normalize_labels, warn_case_variants
 from modelops.errors import DataError
 
 
@@ -70,11 +72,11 @@ class Dataset:
         columns: Mapping[str, str] | None = None,
         on_error: str = "raise",
         labels: list[str] | None = None,
+        lowercase_labels: bool = False,
     ) -> Dataset:
         """Load one JSON Lines file as one split (see the module docstring for the options)."""
-        return cls._from_loaded(
-            {split: loaders.load_file(path, kind="jsonl", **_opts(format, columns, on_error))}, labels
-        )
+        loaded = loaders.load_file(path, kind="jsonl", **_opts(format, columns, on_error))
+        return cls._from_loaded({split: loaded}, labels, on_error, lowercase_labels)
 
     @classmethod
     def from_json(
@@ -86,11 +88,11 @@ class Dataset:
         columns: Mapping[str, str] | None = None,
         on_error: str = "raise",
         labels: list[str] | None = None,
+        lowercase_labels: bool = False,
     ) -> Dataset:
         """Load a JSON file holding an array of rows, or ``{"data": [rows]}``, as one split."""
-        return cls._from_loaded(
-            {split: loaders.load_file(path, kind="json", **_opts(format, columns, on_error))}, labels
-        )
+        loaded = loaders.load_file(path, kind="json", **_opts(format, columns, on_error))
+        return cls._from_loaded({split: loaded}, labels, on_error, lowercase_labels)
 
     @classmethod
     def from_csv(
@@ -102,6 +104,7 @@ class Dataset:
         columns: Mapping[str, str] | None = None,
         on_error: str = "raise",
         labels: list[str] | None = None,
+        lowercase_labels: bool = False,
         delimiter: str | None = None,
         header: bool = True,
     ) -> Dataset:
@@ -113,7 +116,7 @@ class Dataset:
         """
         options = _opts(format, columns, on_error)
         loaded = loaders.load_file(path, kind="csv", delimiter=delimiter, header=header, **options)
-        return cls._from_loaded({split: loaded}, labels)
+        return cls._from_loaded({split: loaded}, labels, on_error, lowercase_labels)
 
     @classmethod
     def from_parquet(
@@ -125,10 +128,12 @@ class Dataset:
         columns: Mapping[str, str] | None = None,
         on_error: str = "raise",
         labels: list[str] | None = None,
+        lowercase_labels: bool = False,
     ) -> Dataset:
         """Load one Parquet file as one split."""
         options = _opts(format, columns, on_error)
-        return cls._from_loaded({split: loaders.load_file(path, kind="parquet", **options)}, labels)
+        loaded = loaders.load_file(path, kind="parquet", **options)
+        return cls._from_loaded({split: loaded}, labels, on_error, lowercase_labels)
 
     @classmethod
     def from_records(
@@ -140,10 +145,11 @@ class Dataset:
         columns: Mapping[str, str] | None = None,
         on_error: str = "raise",
         labels: list[str] | None = None,
+        lowercase_labels: bool = False,
     ) -> Dataset:
         """Build a one-split Dataset from dicts; errors name the row (1-based)."""
         loaded = loaders.load_records(records, source=f"{split} records", **_opts(format, columns, on_error))
-        return cls._from_loaded({split: loaded}, labels)
+        return cls._from_loaded({split: loaded}, labels, on_error, lowercase_labels)
 
     @classmethod
     def from_hf(
@@ -154,6 +160,7 @@ class Dataset:
         columns: Mapping[str, str] | None = None,
         on_error: str = "raise",
         labels: list[str] | None = None,
+        lowercase_labels: bool = False,
         splits: list[str] | None = None,
         config_name: str | None = None,
         revision: str | None = None,
@@ -175,7 +182,7 @@ class Dataset:
             options = _opts(fmt, columns, on_error)
             loaded[name] = loaders.load_table(tables[name], source=f"{path} [{name}]", **options)
             fmt = loaded[name].format
-        return cls._from_loaded(loaded, labels)
+        return cls._from_loaded(loaded, labels, on_error, lowercase_labels)
 
     @classmethod
     def from_files(
@@ -186,6 +193,7 @@ class Dataset:
         on_error: str = "raise",
         split: Mapping[str, Any] | None = None,
         labels: list[str] | None = None,
+        lowercase_labels: bool = False,
         delimiter: str | None = None,
         header: bool = True,
         **split_paths: str | os.PathLike | None,
@@ -202,6 +210,9 @@ class Dataset:
             split: carve splits out of train after loading, e.g. ``{"validation": 0.1, "test": 0.1,
                 "seed": 0, "stratify": True}`` (see `split`).
             labels: the label names in id order (default: those of train).
+            lowercase_labels: lower-case every string label (``Positive`` and ``positive`` become one
+                class). Spaces around labels are always stripped; labels that differ only by case are
+                kept apart (with a warning naming a line of each) unless this is set.
             delimiter: the CSV delimiter, for every CSV file.
             header: whether CSV/TSV files start with a header row; False names their columns by
                 position, for `columns` such as ``{"text": 0, "label": 1}``.
@@ -216,18 +227,24 @@ class Dataset:
         for name in order:
             loaded[name] = _load_path(paths[name], fmt, columns, on_error, delimiter, header)
             fmt = loaded[name].format
-        dataset = cls._from_loaded({name: loaded[name] for name in paths}, labels, on_error)
+        dataset = cls._from_loaded({name: loaded[name] for name in paths}, labels, on_error, lowercase_labels)
         return dataset.split(**split) if split else dataset
 
     @classmethod
     def _from_loaded(
-        cls, loaded: Mapping[str, loaders.Loaded], labels: list[str] | None, on_error: str = "raise"
+        cls,
+        loaded: Mapping[str, loaders.Loaded],
+        labels: list[str] | None,
+        on_error: str = "raise",
+        lowercase_labels: bool = False,
     ) -> Dataset:
         fmt = next(iter(loaded.values())).format
         splits = {name: loaders.to_hf(item.table) for name, item in loaded.items()}
         reports = {name: item.report for name, item in loaded.items()}
         origins = {name: item.origin for name, item in loaded.items()}
         _print_recognised_columns(reports.values())
+        if fmt == "classification":
+            _normalize_labels(splits, reports, origins, lowercase_labels, on_error)
         if labels is None:
             labels = _infer_labels(splits, fmt)
         if on_error == "skip" and labels is not None:
@@ -409,6 +426,8 @@ class Dataset:
         report = self._reports.get(source)
         where = f"{source!r} (from {report.source})" if report else repr(source)
         indices = split_indices(len(part), wanted, seed=seed, groups=groups, source=source, where=where)
+        if groups is not None:
+            _warn_unstratified(part, groups, indices, where)
         table = loaders.hf_table(part)
         # one Arrow take per split: contiguous tables that later reads slice without an index mapping
         parts = {name: loaders.to_hf(table.take(index)) for name, index in indices.items()}
@@ -471,13 +490,15 @@ class Dataset:
         ``for name in ds.split_names: ds.save(f"clean_{name}.jsonl", split=name)``, or all of them
         at once with `save_to_disk`.
 
-        The extension picks the file type: ``.parquet``; ``.csv`` (``.tsv`` tab-separated; no
-        nested columns such as chat messages); ``.json`` (an array); anything else JSON Lines.
+        The extension picks the file type: ``.jsonl`` (or ``.ndjson``); ``.parquet``; ``.csv`` (``.tsv``
+        tab-separated; no nested columns such as chat messages); ``.json`` (an array). A compression
+        suffix after it compresses the file: ``.gz``, ``.bz2``, ``.zst``, ``.lz4``, ``.br``
+        (``clean.jsonl.gz``); every loader, and the CLI, reads such files back. Any other name is refused.
         Reading the file back gives the same rows and values (CSV: a string label that looks
         like an integer comes back as an int, since CSV keeps no types).
 
         Raises:
-            DataError: several splits and no `split`, or no such split.
+            DataError: several splits and no `split`, no such split, or an extension that names no file type.
         """
         from modelops.data.writers import write
 
@@ -540,6 +561,44 @@ def _load_path(
             raise DataError(f"{path}: holds splits {list(tables)}; use Dataset.from_hf to load them all")
         return loaders.load_table(tables[name], source=str(path), **_opts(fmt, columns, on_error))
     return loaders.load_file(path, delimiter=delimiter, header=header, **_opts(fmt, columns, on_error))
+
+
+def _normalize_labels(splits: dict, reports: dict, origins: dict, lowercase: bool, on_error: str) -> None:
+    """Strip (and with `lowercase` lower-case) string labels in place; say what changed, warn of case variants."""
+    from modelops.log import say
+
+    variants = []
+    for name in splits:
+        splits[name], origins[name] = normalize_labels(
+            splits[name], reports[name], origins[name], lowercase, on_error, name
+        )
+        variants += case_variants(splits[name], origins[name], name)
+        changed = ", ".join(f"{what}={n}" for what, n in reports[name].changed.items())
+        if changed:
+            say(f"labels of {name} ({reports[name].source}): {changed}")
+    warn_case_variants(variants)
+
+
+def _warn_unstratified(part: Any, groups: Any, indices: Mapping[str, Any], where: str) -> None:
+    """Name the classes too small to reach every split: stratifying left some split without any of their rows."""
+    import warnings
+
+    import numpy as np
+
+    counts = np.bincount(groups)
+    short = []
+    for k in np.flatnonzero(counts).tolist():
+        missing = [name for name, index in indices.items() if not np.any(groups[index] == k)]
+        if missing:
+            label = part[int(np.flatnonzero(groups == k)[0])]["label"]
+            short.append(f"{label!r} ({counts[k]} row(s); none in {missing})")
+    if short:
+        warnings.warn(
+            f"split: could not stratify {where}: class(es) with too few rows for every split: {'; '.join(short)}. "
+            "Give more rows of these classes, or fewer/larger splits",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _print_recognised_columns(reports: Iterable[loaders.LoadReport]) -> None:

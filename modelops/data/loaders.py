@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from modelops.data import formats
+from modelops.data.compression import COMPRESSIONS, open_read, split_suffix
 from modelops.data.formats import RowProblem
+from modelops.data.hints import likely_cause
 from modelops.data.messages import type_name
 from modelops.errors import ConfigError, DataError
 
@@ -64,6 +66,7 @@ class LoadReport:
             names (``sentence`` -> ``text``) rather than given.
         skipped_rows: every skipped row: ``{"file", "line", "row", "reason", "message", "raw"}``
             (``raw``: the line or record as read). Not part of `as_dict`: it can be long.
+        changed: what -> rows kept but changed while loading (``label_spaces_stripped``, ``label_lowercased``).
     """
 
     source: str
@@ -72,6 +75,7 @@ class LoadReport:
     examples: list[str] = field(default_factory=list)
     columns: dict[str, str] = field(default_factory=dict)
     skipped_rows: list[dict[str, Any]] = field(default_factory=list)
+    changed: dict[str, int] = field(default_factory=dict)
 
     def skip(self, reason: str, place: Place, message: str, raw: str | None) -> None:
         """Count one skipped row under `reason` and keep it (where, why, what it was)."""
@@ -94,6 +98,7 @@ class LoadReport:
             "skipped": dict(self.skipped),
             "examples": list(self.examples),
             "columns": dict(self.columns),
+            "changed": dict(self.changed),
         }
 
 
@@ -175,17 +180,35 @@ def load_file(
         DataError: naming the file, the line or row, and the field.
     """
     path = _existing_file(path)
-    kind = kind or SUFFIX_KINDS.get(path.suffix.lower())
+    suffix, codec = split_suffix(path)
+    kind = kind or SUFFIX_KINDS.get(suffix)
     if kind is None:
-        raise DataError(f"{path}: unknown file type {path.suffix!r}; use one of {sorted(SUFFIX_KINDS)}")
+        raise DataError(
+            f"{path}: unknown file type {''.join(path.suffixes[-2:]) or path.name!r}; use one of "
+            f"{sorted(SUFFIX_KINDS)}, compressed or not ({', '.join(sorted(COMPRESSIONS))})"
+        )
+    if codec and kind == "parquet":
+        raise DataError(f"{path}: a Parquet file compresses its own columns; give the .parquet file itself")
     _check_header(path, kind, header, columns)
     options = {"format": format, "columns": columns, "on_error": on_error}
+    try:
+        return _load_kind(path, kind, suffix, delimiter, header, options)
+    except DataError as exc:
+        hint = likely_cause(path, kind, delimiter or ("\t" if suffix == ".tsv" else ","))
+        if hint is None or hint in str(exc):
+            raise
+        raise DataError(f"{exc}. Likely cause: {hint}") from exc
+
+
+def _load_kind(path: Path, kind: str, suffix: str, delimiter: str | None, header: bool, options: dict) -> Loaded:
     if kind == "jsonl":
         return _load(str(path), lambda: _jsonl_fast(path), lambda: _jsonl_rows(path), reread=True, **options)
     if kind == "json":
         return _load(str(path), None, lambda: _json_rows(path), **options)
     if kind == "csv":
-        sep = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+        sep = delimiter or ("\t" if suffix == ".tsv" else ",")
+        if header:
+            _check_header_names(path, _csv_header(path, sep))
         rows = functools.partial(_csv_rows, path, sep, header)
         try:
             return _load(
@@ -220,6 +243,25 @@ def _check_header(path: Path, kind: str, header: bool, columns: Mapping[str, Any
             f"{path}: header: false leaves the columns without names; give each field's position, "
             f"e.g. columns: {{text: 0, label: 1}}" + (f" (got {names})" if names else "")
         )
+
+
+def _check_header_names(path: Path, names: list[str]) -> None:
+    """Say when spaces around header names are dropped (`_csv_names`); refuse a name given twice.
+
+    A header that names a column twice leaves which value is the column's to chance, so it is refused.
+    """
+    from modelops.log import say
+
+    spaced = [name for name in names if name != name.strip()]
+    if spaced:
+        say(f"{path}: spaces around header names dropped: {spaced} read as {[name.strip() for name in spaced]}")
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(_csv_names(names), start=1):
+        seen.setdefault(name, []).append(i)
+    twice = {name: at for name, at in seen.items() if len(at) > 1}
+    if twice:
+        named = "; ".join(f"{name!r} at columns {at}" for name, at in twice.items())
+        raise DataError(f"{path}:1: the header names a column more than once ({named}); give each column its own name")
 
 
 def _looks_like_data(names: list[str]) -> bool:
@@ -309,8 +351,8 @@ def _load(
     if fast is not None:
         try:
             table = fast()
-        except (pa.ArrowException, UnicodeDecodeError, ValueError):
-            table = None  # the slow path will name the line
+        except (pa.ArrowException, UnicodeDecodeError, ValueError, OSError):
+            table = None  # the slow path will name the line (or the compressed file that cannot be read)
     if table is not None:
         if table.num_rows == 0:
             raise DataError(f"{source}: the file holds no rows")
@@ -455,7 +497,7 @@ def _jsonl_fast(path: Path) -> Any:
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[Place, Any, str]]:
     """(place, parsed object or RowProblem, the line as read) per non-blank line, streamed."""
-    with path.open("rb") as fh:
+    with open_read(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             where = Place(str(path), line=lineno)
             try:
@@ -467,15 +509,31 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[Place, Any, str]]:
             if not line.strip():
                 continue
             try:
-                yield where, json.loads(line), line.rstrip("\r\n")
+                yield where, json.loads(line, object_pairs_hook=_unique_fields), line.rstrip("\r\n")
             except json.JSONDecodeError as exc:
                 problem = RowProblem("not_json", f"not valid JSON ({exc.msg}, column {exc.colno})")
                 yield where, problem, line.rstrip("\r\n")
+            except _DuplicateField as exc:
+                problem = RowProblem("duplicate_field", f"field {exc.args[0]!r} appears more than once; keep one")
+                yield where, problem, line.rstrip("\r\n")
+
+
+class _DuplicateField(Exception):
+    """A JSON object naming a field twice (`json` keeps the last silently; which one was meant is unknown)."""
+
+
+def _unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateField(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return obj
 
 
 def _json_rows(path: Path) -> Iterator[tuple[Place, Any, None]]:
     """Rows of a JSON document: an array of objects, or an object whose ``data`` is one."""
-    raw = path.read_bytes()
+    with open_read(path) as fh:
+        raw = fh.read()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -484,9 +542,11 @@ def _json_rows(path: Path) -> Iterator[tuple[Place, Any, None]]:
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_unique_fields)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from exc
+    except _DuplicateField as exc:
+        raise DataError(f"{path}: an object names field {exc.args[0]!r} more than once; keep one") from exc
     if isinstance(document, dict) and isinstance(document.get("data"), list):
         document = document["data"]
     if not isinstance(document, list):
@@ -497,8 +557,15 @@ def _json_rows(path: Path) -> Iterator[tuple[Place, Any, None]]:
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+    import io
+
+    with open_read(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as fh:
         return next(csv.reader(fh, delimiter=delimiter), [])
+
+
+def _csv_names(names: list[str]) -> list[str]:
+    """Header names as the columns are called: without spaces around them (``text, label`` -> ``label``)."""
+    return [name.strip() for name in names]
 
 
 def _positions(n: int) -> list[str]:
@@ -512,10 +579,10 @@ def _csv_fast(path: Path, delimiter: str, header: bool = True) -> Any:
     import pyarrow.csv as pcsv
 
     names = _csv_header(path, delimiter)
-    names = names if header else _positions(len(names))
+    names = _csv_names(names) if header else _positions(len(names))
     return pcsv.read_csv(
         path,
-        read_options=pcsv.ReadOptions(block_size=_JSON_BLOCK_BYTES, column_names=None if header else names),
+        read_options=pcsv.ReadOptions(block_size=_JSON_BLOCK_BYTES, column_names=names, skip_rows=int(header)),
         parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         convert_options=pcsv.ConvertOptions(
             column_types={name: pa.string() for name in names},
@@ -529,14 +596,14 @@ def _csv_fast(path: Path, delimiter: str, header: bool = True) -> Any:
 def _csv_rows(path: Path, delimiter: str, header: bool = True) -> Iterator[tuple[Place, Any, str]]:
     """(place, row dict or RowProblem, the record as read) per CSV record, streamed."""
     problems: list[tuple[Place, RowProblem, str]] = []
-    with path.open("rb") as fh:
+    with open_read(path) as fh:
         reader = csv.reader(_decoded_lines(fh, path, problems), delimiter=delimiter)
         first = next(reader, None)
         yield from problems
         problems.clear()
         if not first:
             raise DataError(f"{path}: no header row" if header else f"{path}: the file holds no rows")
-        names = first if header else _positions(len(first))
+        names = _csv_names(first) if header else _positions(len(first))
         records = reader if header else _chain_first(first, reader)
         for record in records:
             yield from problems

@@ -1,5 +1,8 @@
 """Writing one split to JSON Lines, JSON, CSV/TSV or Parquet, chosen by extension, atomically.
 
+A compression suffix after the type (``.jsonl.gz``, ``.csv.zst``; see `compression`) compresses the
+file with that codec, so what the name says is what is written and read back.
+
 Rows are read from Arrow in slices of `WRITE_ROWS`; JSON Lines is encoded by Arrow compute
 (`arrow_json`), so a million-row split is written without a Python object per row.
 """
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.data import loaders
+from modelops.data.compression import COMPRESSIONS, open_write, split_suffix
 from modelops.errors import DataError
 
 WRITE_ROWS = 65_536
@@ -20,24 +24,36 @@ SAVE_KINDS.update({".csv": "csv", ".tsv": "csv"})
 
 
 def write(part: Any, path: str | Path) -> Path:
-    """Write a `datasets.Dataset` to `path`, the type from the extension (JSON Lines when unknown).
+    """Write a `datasets.Dataset` to `path`, the type from the extension, compressed if it ends in one.
 
     The file is written under a temporary name and renamed into place, so a failure leaves
     any earlier file at `path` untouched.
+
+    Raises:
+        DataError: an extension that names no file type (nothing is written), or a compressed Parquet name.
     """
     from modelops.io import atomic_path
 
     path = Path(path)
-    kind = SAVE_KINDS.get(path.suffix.lower(), "jsonl")
+    suffix, codec = split_suffix(path)
+    kind = SAVE_KINDS.get(suffix)
+    if kind is None:
+        raise DataError(
+            f"save({str(path)!r}): {repr(suffix) if suffix else 'a name without an extension'} names no file type; "
+            f"end the name in one of "
+            f"{sorted(SAVE_KINDS)}, optionally followed by a compression suffix {sorted(COMPRESSIONS)}"
+        )
+    if codec and kind == "parquet":
+        raise DataError(f"save({str(path)!r}): Parquet compresses its own columns; name the file .parquet")
     with atomic_path(path) as tmp:
-        _WRITERS[kind](part, tmp, path)
+        _WRITERS[kind](part, tmp, path, codec)
     return path
 
 
-def _write_jsonl(part: Any, tmp: Path, path: Path) -> None:
+def _write_jsonl(part: Any, tmp: Path, path: Path, codec: str | None) -> None:
     from modelops.data.arrow_json import encode_lines, write_lines
 
-    with tmp.open("wb") as fh:
+    with open_write(tmp, codec) as fh:
         for table in _arrow_batches(part):
             lines = encode_lines(table)
             if lines is not None:
@@ -47,18 +63,20 @@ def _write_jsonl(part: Any, tmp: Path, path: Path) -> None:
                 fh.write(text.encode("utf-8"))
 
 
-def _write_json(part: Any, tmp: Path, path: Path) -> None:
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write("[")
-        first = True
+def _write_json(part: Any, tmp: Path, path: Path, codec: str | None) -> None:
+    with open_write(tmp, codec) as fh:
+        fh.write(b"[")
+        sep = b"\n"
         for rows in _row_batches(part):
+            chunk = []
             for row in rows:
-                fh.write(("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False))
-                first = False
-        fh.write("\n]\n")
+                chunk.append(sep + json.dumps(row, ensure_ascii=False).encode("utf-8"))
+                sep = b",\n"
+            fh.write(b"".join(chunk))
+        fh.write(b"\n]\n")
 
 
-def _write_parquet(part: Any, tmp: Path, path: Path) -> None:
+def _write_parquet(part: Any, tmp: Path, path: Path, codec: str | None) -> None:
     import pyarrow.parquet as pq
 
     writer = None
@@ -71,22 +89,23 @@ def _write_parquet(part: Any, tmp: Path, path: Path) -> None:
             writer.close()
 
 
-def _write_csv(part: Any, tmp: Path, path: Path) -> None:
+def _write_csv(part: Any, tmp: Path, path: Path, codec: str | None) -> None:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     nested = [f.name for f in part.data.schema if pa.types.is_nested(f.type)]
     if nested:
         raise DataError(f"{path}: CSV cannot hold the nested column(s) {nested}; save as .jsonl or .parquet")
-    options = pcsv.WriteOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    options = pcsv.WriteOptions(delimiter="\t" if split_suffix(path)[0] == ".tsv" else ",")
     writer = None
-    try:
-        for table in _arrow_batches(part):
-            writer = writer or pcsv.CSVWriter(str(tmp), table.schema, write_options=options)
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
+    with open_write(tmp, codec) as sink:
+        try:
+            for table in _arrow_batches(part):
+                writer = writer or pcsv.CSVWriter(sink, table.schema, write_options=options)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def _arrow_batches(part: Any) -> Iterable[Any]:

@@ -7,11 +7,13 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 from modelops.errors import ConfigError
 from modelops.registry.settings import sqlite_path
 
 HINT = "fix tracking.uri or MLFLOW_TRACKING_URI, or run with tracking=none"
+_SCHEMELESS = ("databricks", "databricks-uc", "uc")  # MLflow's URIs that name no scheme
 
 
 def client(uri: str):
@@ -32,6 +34,13 @@ def check_store(uri: str) -> None:
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
         return
+    if ":" not in uri and uri not in _SCHEMELESS:  # a bare path: MLflow would take it for its retired file store
+        local = Path(uri).expanduser().resolve()
+        db = local if local.suffix == ".db" else local / "mlflow.db"
+        raise ConfigError(
+            f"tracking store {uri!r}: a path, not a tracking URI; give sqlite:///{db} for a local store (or a "
+            "server's http://host:5000) in tracking.uri or MLFLOW_TRACKING_URI, or run with tracking=none"
+        )
     path = sqlite_path(uri)
     if path is None:
         return  # another backend (postgresql://, databricks, ...): MLflow reports its own errors

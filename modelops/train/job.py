@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.errors import ConfigError, JobError
+from modelops.rundir import claim, config_key, move_aside
 from modelops.train.config import TrainConfig
 from modelops.train.record import FINAL, JobRecord, read_job
 
@@ -101,6 +102,8 @@ class FineTuningJob:
             recorded; a successful job registers its model.
         registry_name: the registered model the job's model becomes the next version of (default:
             the experiment's name).
+        overwrite: when `output_dir` holds another job, rename it to ``<output_dir>.old-<time>`` (never
+            deleted) and start this one; by default `start()` refuses such a directory.
 
     Raises:
         ConfigError: an unknown or impossible trainer option.
@@ -110,7 +113,7 @@ class FineTuningJob:
 
     def __init__(self, model: Any = "minilm_cls", dataset=None, epochs: int | None = None,
                  learning_rate: float | None = None, output_dir: str | Path | None = None, num_processes: int = 1,
-                 tracking: str | dict = "mlflow", registry_name: str | None = None,
+                 tracking: str | dict = "mlflow", registry_name: str | None = None, overwrite: bool = False,
                  **trainer_options: Any):  # fmt: skip
         if num_processes < 1:
             raise ConfigError(f"FineTuningJob: num_processes must be >= 1, got {num_processes}")
@@ -122,6 +125,7 @@ class FineTuningJob:
         self.dataset = dataset
         self.run_dir = Path(output_dir) if output_dir else _new_run_dir()
         self.num_processes = num_processes
+        self.overwrite = overwrite
         self._process: subprocess.Popen | None = None
         self._cancelled = False  # cancel() was called: a worker killed before it could say so was cancelled
         self._crash: str | None = None  # an exit that could not be written to job.json
@@ -153,6 +157,7 @@ class FineTuningJob:
         job = cls.__new__(cls)
         job.model_node, job.trainer_node = spec.get("model", {}), spec.get("trainer", {})
         job.dataset, job.run_dir, job._process, job.num_processes = None, run_dir, None, 1
+        job.overwrite = False
         job._cancelled, job._crash = False, None
         return job
 
@@ -164,14 +169,15 @@ class FineTuningJob:
         The status stays `queued` until the new process takes the job (`validating`, then `running`), so
         watch it with ``while not job.done:`` (or `wait()`), not with ``while job.status == "running":``.
         """
-        if self._process is not None or (self.run_dir / "job.json").exists():
+        if self._process is not None:
             raise JobError(f"job in {self.run_dir} was already started")
         if self.dataset is None:
             raise JobError("FineTuningJob needs a dataset to start")
         from modelops.io import write_json
 
+        key = self._claim()
         try:
-            JobRecord(self.run_dir / "job.json").update(status="queued")
+            JobRecord(self.run_dir / "job.json").update(status="queued", config_key=key)
             self.dataset.save_to_disk(self.run_dir / "data" / "input")
             write_json(self.run_dir / SPEC_FILE, self._config())
         except OSError as exc:
@@ -193,6 +199,21 @@ class FineTuningJob:
         return {"dataset": dataset, "model": self.model_node, "trainer": self.trainer_node,
                 "tracking": self.tracking_node, "registry": self.registry_node, "stages": ["train"],
                 "allowed_targets": []}  # fmt: skip
+
+    def _claim(self) -> str:
+        """Refuse a run directory that holds a job (another one, or this one already started); see `overwrite`."""
+        key = config_key(self._config())  # as the pipeline computes it from job_spec.json: a resume is the same run
+        resume = (f"attach to it with FineTuningJob.attach({str(self.run_dir)!r}), or resume it with "
+                  f"`python -m {PIPELINE} {self.run_dir}`")  # fmt: skip
+        try:
+            found = claim(self.run_dir, key, overwrite=self.overwrite, override="overwrite=True", resume_hint=resume)
+        except ConfigError as exc:
+            raise JobError(str(exc)) from exc
+        if found.resumed and not self.overwrite:
+            raise JobError(f"job in {self.run_dir} was already started: {resume}, or pass overwrite=True")
+        if found.resumed:
+            move_aside(self.run_dir)
+        return key
 
     def _command(self) -> list[str]:
         worker = ["-m", PIPELINE, str(self.run_dir)]

@@ -26,6 +26,7 @@ from modelops.errors import JobError
 from modelops.log import say
 from modelops.models.attention import pick_attention
 from modelops.models.spec import ModelSpec
+from modelops.rundir import set_aside
 from modelops.train.checkpoint import Checkpointer, LoopState
 from modelops.train.config import TrainConfig
 from modelops.train.evaluation import EvalSchedule
@@ -201,6 +202,8 @@ def train(
     resumed_from = _resume(checkpoints, config.resume, run_dir, record)
     if resumed_from is None:
         set_seed(config.seed, device_specific=True)  # per-process dropout streams
+        if accelerator.is_main_process:
+            set_aside(run_dir / "metrics.jsonl")  # a training that starts over never adds to an earlier curve
     stepper = _Stepper(accelerator, model, optimizer, scheduler, spec.task == "causal_lm", config.max_grad_norm,
                        loss_step, config.liger, config.chunked_loss)  # fmt: skip
     log = _setup_logging(accelerator, config, spec, run_dir, record, total_steps, state.step, metric_sinks)
