@@ -176,7 +176,7 @@ def test_unknown_metric_lists_the_known_ones(data):
         Evaluator(metrics=["acuracy"]).evaluate("minilm", data)
     for name in ("acuracy", "accuracy", "f1", "perplexity", "bits_per_byte", "exact_match"):
         assert name in str(info.value)
-    with pytest.raises(ConfigError, match=r"metrics\.0\._target_: 'modelops\.evaluate\.metrics\.nope' does not exist"):
+    with pytest.raises(ConfigError, match=r"metrics\.0\._target_: 'modelops\.tasks\.metrics\.nope' does not exist"):
         Evaluator(metrics=[{"_target_": "modelops.tasks.metrics.nope"}]).evaluate("minilm", data)
 
 
