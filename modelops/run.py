@@ -28,7 +28,7 @@ def run(cfg, run_dir: str | Path) -> dict[str, Any]:
         validate(cfg)  # before anything heavy is imported or loaded
         check_model_reference(cfg)
         tracker = _start_tracking(cfg, run_dir)  # a store that cannot be written fails here, before training
-        results = _run_stages(cfg, run_dir, record)
+        results = _run_stages(cfg, run_dir, record, [tracker.sink] if tracker else [])
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
         record.update(status=status, error=str(exc), **finish_tracking(tracker, run_dir, status, error=str(exc)))
@@ -49,13 +49,19 @@ def _start_tracking(cfg, run_dir: Path):
     settings = instantiate(cfg.tracking, "tracking")
     registry = instantiate(cfg.registry, "registry")
     config = OmegaConf.to_container(cfg, resolve=True)
-    return start_run(settings, run_dir, config, _recipe_name(), registry.name, cfg.trainer.log_with)
+    return start_run(settings, run_dir, config, _recipe_name(), registry.name, cfg.trainer.log_with, _overrides())
 
 
 def _recipe_name() -> str | None:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get().runtime.choices.get("recipe") if HydraConfig.initialized() else None
+
+
+def _overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def finish_tracking(tracker, run_dir: Path, status: str, results=None, error=None) -> dict[str, Any]:
@@ -78,7 +84,7 @@ def finish_tracking(tracker, run_dir: Path, status: str, results=None, error=Non
     return {"registered_model": registered} if registered else {}
 
 
-def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
+def _run_stages(cfg, run_dir: Path, record: JobRecord, sinks=()) -> dict[str, Any]:
     import datasets
     import transformers
     from omegaconf import OmegaConf
@@ -111,7 +117,7 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord) -> dict[str, Any]:
     if "train" in stages:
         from modelops.train.loop import train
 
-        trained = train(spec, dataset, trainer, run_dir, record)
+        trained = train(spec, dataset, trainer, run_dir, record, metric_sinks=sinks)
         results["train"] = {"steps": trained.steps, "final_loss": trained.final_loss,
                             "tokens_per_s": trained.tokens_per_second, "model_dir": str(trained.model_dir)}  # fmt: skip
         if "evaluate" in stages:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelops.tables import render
+
 
 @dataclass
 class EvalResults:
@@ -88,7 +90,7 @@ class EvalResults:
             from modelops.errors import EvaluationError
 
             raise EvaluationError("no confusion_matrix in these results; add it to the metrics")
-        title = f"{self.model} ({self.split})"
+        title = f"{_short_model(self.model)} ({self.split})"
         return plot_confusion_matrix(self.metrics["confusion_matrix"], self.labels or [], path, title)
 
 
@@ -102,16 +104,21 @@ def comparison_table(named: dict[str, EvalResults]) -> str:
     metrics: list[str] = []
     for result in named.values():
         metrics += [m for m, v in result.metrics.items() if _is_number(v) and m not in metrics]
-    width = max([14, *(len(n) + 2 for n in names), *(len(m) + 2 for m in metrics)])
     header = ["metric", *names, *(["delta"] if len(names) == 2 else [])]
-    lines = [f"{header[0]:<{width}}" + "".join(f"{h:>{width}}" for h in header[1:])]
+    rows = []
     for metric in metrics:
         values = [named[n].metrics.get(metric) for n in names]
         cells = [f"{v:.4f}" if _is_number(v) else "-" for v in values]
         if len(names) == 2:
             cells.append(f"{values[1] - values[0]:+.4f}" if all(_is_number(v) for v in values) else "-")
-        lines.append(f"{metric:<{width}}" + "".join(f"{c:>{width}}" for c in cells))
-    return "\n".join(lines)
+        rows.append([metric, *cells])
+    return render(header, rows, right=range(1, len(header)))
+
+
+def _short_model(model: str) -> str:
+    """A title-sized name: a model directory as its last two parts (`<run>/model`), a reference as it is."""
+    parts = Path(model).parts
+    return str(Path(*parts[-2:])) if len(parts) > 2 and Path(model).is_absolute() else model
 
 
 def _is_number(value: Any) -> bool:

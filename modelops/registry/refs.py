@@ -20,7 +20,7 @@ from pathlib import Path
 
 from modelops.errors import ModelError, did_you_mean
 from modelops.registry import store
-from modelops.registry.settings import sqlite_path, store_uri
+from modelops.registry.settings import RUN_FILE, sqlite_path, store_uri
 
 _PREFIX = "models:/"
 _REFERENCE = re.compile(r"^(?P<name>[^@/:]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w.-]+))?$")
@@ -106,8 +106,6 @@ def find_version(client, ref: Reference, uri: str, quiet: bool = False):
 
 def local_model_dir(client, uri: str, version) -> Path:
     """The version's run `model/` when that run directory is here and still that run's, else a downloaded copy."""
-    from modelops.registry.tracker import RUN_FILE
-
     run_dir = Path(version.tags.get("run_dir", ""))
     run_file = run_dir / RUN_FILE
     here = run_file.is_file() and version.run_id in run_file.read_text()

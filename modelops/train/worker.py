@@ -54,7 +54,7 @@ def main(run_dir: str) -> int:
             tracker = _start_tracking(run_dir, dataset, config)  # a store that cannot be written fails before training
             from modelops.train.loop import train
 
-            result = train(spec, dataset, config, run_dir, record)
+            result = train(spec, dataset, config, run_dir, record, metric_sinks=[tracker.sink] if tracker else [])
     except KeyboardInterrupt as exc:  # TrainingCancelled is one too
         return _end(record, tracker, run_dir, 1, "cancelled", error=f"cancelled by {exc}")
     except ModelopsError as exc:
