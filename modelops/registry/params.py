@@ -77,7 +77,7 @@ def changed_overrides(overrides: Sequence[str]) -> list[str]:
 
 def run_name(recipe: str | None, overrides: Sequence[str], fallback: str, limit: int = 90) -> str:
     """`lora_small learning_rate=3e-4`: the recipe and what changed (last key part), else `fallback`."""
-    changed = [_short(o) for o in changed_overrides(overrides)]
+    changed = [_short(o) for o in changed_overrides(overrides)]  # in the order they were typed
     name = " ".join(filter(None, [recipe, *changed])) or fallback
     return name if len(name) <= limit else name[: limit - 3] + "..."
 

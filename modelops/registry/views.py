@@ -84,13 +84,17 @@ def compare(args) -> dict[str, Any]:
     a, b = (client.get_run(_run_id(client, uri, ref)) for ref in (args.a, args.b))
     pa, pb = a.data.params, b.data.params
     params = [[k, pa.get(k), pb.get(k)] for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
-    ma, mb = a.data.metrics, b.data.metrics
-    keys = sorted(k for k in set(ma) | set(mb) if k not in _NOT_COMPARED)
-    metrics = [[k, ma.get(k), mb.get(k), mb[k] - ma[k] if k in ma and k in mb else None] for k in keys]
-    # What changed first, the biggest change first; metrics only one run has, then the equal ones.
-    metrics.sort(key=lambda r: (r[3] is None, r[3] == 0, -abs(r[3] or 0)))
+    metrics = metric_rows(a.data.metrics, b.data.metrics)
     return {"a": {"ref": args.a, "run_id": a.info.run_id}, "b": {"ref": args.b, "run_id": b.info.run_id},
             "params": params, "metrics": metrics}  # fmt: skip
+
+
+def metric_rows(ma: dict[str, float], mb: dict[str, float]) -> list[list[Any]]:
+    """`[metric, a, b, b - a]` rows: what changed first (largest change first), then what one run lacks,
+    then what is equal; `lr` and `epoch` left out."""
+    keys = sorted(k for k in set(ma) | set(mb) if k not in _NOT_COMPARED)
+    rows = [[k, ma.get(k), mb.get(k), mb[k] - ma[k] if k in ma and k in mb else None] for k in keys]
+    return sorted(rows, key=lambda r: (1 if r[3] is None else 2 if r[3] == 0 else 0, -abs(r[3] or 0)))
 
 
 def _run_id(client, uri: str, ref: str) -> str:

@@ -1,0 +1,99 @@
+"""What a person reads: run params, names, the comparison table, and the registry CLI's rendering (no store)."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelops.registry.params import run_name, run_params
+from modelops.registry.tracker import comparison_rows
+from modelops.registry.views import metric_rows, render
+from modelops.tables import render as table
+
+
+def test_params_are_resolved_values_without_hydra_internals_or_unused_objective_keys():
+    config = {
+        "trainer": {"_target_": "modelops.train.config.TrainConfig", "learning_rate": 1e-3, "max_steps": None,
+                    "objective": "sft", "beta": 0.1, "simpo_gamma": 0.5, "label_smoothing": 0.0,
+                    "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "betas": [0.9, 0.999]}},
+        "sanitizer": {"_target_": "modelops.sanitize.DatasetSanitizer", "_recursive_": False,
+                      "steps": [{"name": "normalize", "strip": True}, {"name": "drop_empty"},
+                                {"name": "near_dedup", "threshold": 0.8}]},
+        "tracking": {"enabled": True, "uri": None}, "registry": {"name": None}, "allowed_targets": [],
+    }  # fmt: skip
+    params = run_params(config, {"tracking.uri": "sqlite:///x.db", "registry.name": "lora_small"})
+    assert params == {
+        "registry.name": "lora_small", "tracking.uri": "sqlite:///x.db", "tracking.enabled": "True",
+        "sanitizer.steps": "normalize, drop_empty, near_dedup", "sanitizer.normalize.strip": "True",
+        "sanitizer.near_dedup.threshold": "0.8", "trainer.learning_rate": "0.001", "trainer.objective": "sft",
+        "trainer.optimizer": "torch.optim.AdamW", "trainer.optimizer.betas": "[0.9, 0.999]",
+    }  # fmt: skip
+    dpo = run_params({"trainer": {"objective": "dpo", "beta": 0.1, "simpo_gamma": 0.5, "label_smoothing": 0.0}})
+    assert dpo == {"trainer.objective": "dpo", "trainer.beta": "0.1", "trainer.label_smoothing": "0.0"}
+
+
+@pytest.mark.parametrize(
+    ("recipe", "overrides", "expected"),
+    [
+        ("lora_small", ["trainer.learning_rate=3e-4"], "lora_small learning_rate=3e-4"),
+        ("lora_small", ["hydra.run.dir=outputs/x", "+recipe=lora_small", "model.peft.r=16"], "lora_small r=16"),
+        (None, [], "12-00-00-ab12"),  # nothing to name it after: the run directory's name
+    ],
+)
+def test_run_names_say_the_recipe_and_what_changed(recipe, overrides, expected):
+    assert run_name(recipe, overrides, "12-00-00-ab12") == expected
+
+
+def test_the_comparison_table_has_deltas_and_a_place_for_their_intervals():
+    results = {"base": {"metrics": {"accuracy": 0.5, "f1": 0.4, "confusion_matrix": [[1]]}},
+               "fine_tuned": {"metrics": {"accuracy": 0.75, "perplexity": 3.0},
+                              "intervals": {"accuracy": [0.1, 0.4]}}}  # fmt: skip
+    assert comparison_rows(results) == {
+        "metric": ["accuracy", "f1", "perplexity"], "base": [0.5, 0.4, None], "fine_tuned": [0.75, None, 3.0],
+        "delta": [0.25, None, None], "delta_low": [0.1, None, None], "delta_high": [0.4, None, None],
+    }  # fmt: skip
+
+
+def test_compare_rounds_pairs_alike_and_prints_absent_as_absent():
+    data = {"a": {"ref": "m/1", "run_id": "a" * 32}, "b": {"ref": "m/2", "run_id": "b" * 32},
+            "params": [["trainer.learning_rate", "0.001", "0.0003"], ["model.peft.use_dora", None, "True"]],
+            "metrics": [["fine_tuned.accuracy", 0.6323529411764706, 0.7058823529411765, 0.07352941176470584],
+                        ["loss", 123.456789, 98.7654321, -24.6913569], ["eval_f1", 0.5, 0.5, 0.0],
+                        ["base.perplexity", None, 12.0, None]]}  # fmt: skip
+    lines = render("compare", data).splitlines()
+    assert lines[0] == "config differences"
+    assert lines[4].split() == ["model.peft.use_dora", "(absent)", "True"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[lines.index("metrics") + 3 :]}
+    assert rows["fine_tuned.accuracy"] == ["0.6324", "0.7059", "+0.0735"]  # the delta to the values' decimals
+    assert rows["loss"] == ["123.5", "98.8", "-24.7"]
+    assert rows["base.perplexity"] == ["12.00"]  # one value: the other and the delta are absent, not "None"
+
+
+def test_compare_lists_what_changed_first_and_leaves_out_schedule_ends():
+    a = {"loss": 0.9, "fine_tuned.accuracy": 0.6, "eval_f1": 0.5, "lr": 0.0, "epoch": 0.0, "base.f1": 0.4}
+    b = {"loss": 0.7, "fine_tuned.accuracy": 0.7, "eval_f1": 0.5, "lr": 0.0, "epoch": 0.0}
+    assert [row[0] for row in metric_rows(a, b)] == ["loss", "fine_tuned.accuracy", "base.f1", "eval_f1"]
+    assert metric_rows(a, b)[0][1:] == pytest.approx([0.9, 0.7, -0.2])
+
+
+def test_show_and_lineage_print_short_fingerprints_rounded_metrics_and_no_none():
+    fingerprint = "346bc957b482df0fad3c31e3b6851047b57511d3378dab1f5dbc4c3a90e58f30"
+    show = render("show", {"name": "m", "version": 1, "aliases": [], "run_id": "r", "status": "succeeded",
+                           "source": "s", "description": None,
+                           "tags": {"data.train.fingerprint": fingerprint, "metric.fine_tuned.accuracy": "0.632353"},
+                           "metrics": {"fine_tuned.accuracy": 0.6323529411764706, "lr": 0.0}})  # fmt: skip
+    assert "fine_tuned.accuracy: 0.6324" in show and "0.6323529" not in show and "0.632353" not in show
+    assert f"data.train.fingerprint: {fingerprint[:12]}\n" in show + "\n" and "None" not in show
+    assert "lr:" not in show and "aliases" not in show and "description" not in show
+    lineage = render("lineage", {"model": "m/1", "run_id": "r", "run_dir": "/x", "sweep_run_id": None,
+                                 "base_model": "minilm", "continued_from": None,
+                                 "data": [{"name": "sanitized.train", "fingerprint": fingerprint, "rows": 96,
+                                           "context": "train"}]})  # fmt: skip
+    assert "None" not in lineage and "continued_from" not in lineage and "{" not in lineage
+    assert f"name=sanitized.train, fingerprint={fingerprint[:12]}, rows=96, context=train" in lineage
+
+
+def test_tables_align_numbers_right_and_write_markdown():
+    text = table(["metric", "value"], [["accuracy", 0.123456], ["f1", None]], right=[1])
+    assert text.splitlines() == ["metric      value", "-----------------", "accuracy   0.1235", "f1"]
+    markdown = table(["trial", "lr"], [["0", "1e-3"]], markdown=True)
+    assert markdown.splitlines()[0].replace(" ", "") == "|trial|lr|" and markdown.splitlines()[1].startswith("|--")
