@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make docs/img/mlflow-compare.png: two small lora_small runs (learning rate 1e-3 and 3e-4) in a fresh
-# store, MLflow's own UI on it, and a headless Chromium photographing the experiment's chart view with
-# both runs compared. Needs `chromium` (Debian: apt-get install -y chromium). Run from the repository root:
+# store, MLflow's own UI on it, and a headless Chromium (driven by docs/mlflow_screenshot.py) photographing
+# the experiment's chart view with both runs compared. Needs `chromium` (Debian: apt-get install -y chromium). Run from the repository root:
 #
 #     bash docs/mlflow_screenshot.sh            # about 3 minutes on a 2-core CPU
 #
@@ -26,14 +26,7 @@ trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; [ -n "${WORK:-}" ] || 
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 1; done
 experiment=$(curl -sf "http://127.0.0.1:$port/api/2.0/mlflow/experiments/get-by-name?experiment_name=lora_small" |
   "$python" -c 'import json, sys; print(json.load(sys.stdin)["experiment"]["experiment_id"])')
-# The experiment's runs, compared as charts (both runs are shown; the training curves overlaid).
+# The experiment's runs compared as charts: the loss and accuracy curves overlaid, final accuracies as bars.
 url="http://127.0.0.1:$port/#/experiments/$experiment/runs?compareRunsMode=CHART"
-chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,1000 \
-  --virtual-time-budget=30000 --screenshot="$work/shot.png" "$url" 2> /dev/null
-"$python" - "$work/shot.png" "$root/docs/img/mlflow-compare.png" <<'PY'
-import sys
-from PIL import Image
-image = Image.open(sys.argv[1]).convert("RGB")
-image.quantize(colors=128).save(sys.argv[2], optimize=True)  # a UI's few colours: small and sharp
-PY
+"$python" "$root/docs/mlflow_screenshot.py" "$url" "$root/docs/img/mlflow-compare.png" --charts "loss|accuracy"
 ls -l "$root/docs/img/mlflow-compare.png"

@@ -69,9 +69,12 @@ def test_compare_rounds_pairs_alike_and_prints_absent_as_absent():
 
 
 def test_compare_lists_what_changed_first_and_leaves_out_schedule_ends():
-    a = {"loss": 0.9, "fine_tuned.accuracy": 0.6, "eval_f1": 0.5, "lr": 0.0, "epoch": 0.0, "base.f1": 0.4}
-    b = {"loss": 0.7, "fine_tuned.accuracy": 0.7, "eval_f1": 0.5, "lr": 0.0, "epoch": 0.0}
-    assert [row[0] for row in metric_rows(a, b)] == ["loss", "fine_tuned.accuracy", "base.f1", "eval_f1"]
+    a = {"loss": 0.9, "fine_tuned.accuracy": 0.6, "eval_f1": 0.5, "lr": 0.0, "epoch": 0.0, "base.f1": 0.4,
+         "tokens_per_s": 100.0}  # fmt: skip
+    b = {"loss": 0.7, "fine_tuned.accuracy": 0.7, "eval_f1": 0.5, "lr": 0.0, "epoch": 0.0, "tokens_per_s": 110.0}
+    # Relative changes: loss 22 %, accuracy 14 %, tokens/s 9 % (the largest absolute change, +10, comes last).
+    names = [row[0] for row in metric_rows(a, b)]
+    assert names == ["loss", "fine_tuned.accuracy", "tokens_per_s", "base.f1", "eval_f1"]
     assert metric_rows(a, b)[0][1:] == pytest.approx([0.9, 0.7, -0.2])
 
 

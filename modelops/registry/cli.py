@@ -1,6 +1,6 @@
 """`python -m modelops.registry` (also `modelops-registry`, and `modelops runs|models|...`): runs and models.
 
-    runs [--experiment E] [--limit N]    recent runs: id, status, recipe, key metrics, duration
+    runs [--experiment E] [--limit N]    recent runs: id, name, status, key metrics, duration
     models                               registered models: versions, aliases
     show NAME[/V|@ALIAS]                 one version: run, base model, data, metrics, aliases
     compare A B                          two runs (run ids or model references): config and metric deltas

@@ -90,11 +90,18 @@ def compare(args) -> dict[str, Any]:
 
 
 def metric_rows(ma: dict[str, float], mb: dict[str, float]) -> list[list[Any]]:
-    """`[metric, a, b, b - a]` rows: what changed first (largest change first), then what one run lacks,
-    then what is equal; `lr` and `epoch` left out."""
+    """`[metric, a, b, b - a]` rows: what changed first (the largest relative change first: metrics have
+    different scales), then what one run lacks, then what is equal; `lr` and `epoch` left out."""
     keys = sorted(k for k in set(ma) | set(mb) if k not in _NOT_COMPARED)
     rows = [[k, ma.get(k), mb.get(k), mb[k] - ma[k] if k in ma and k in mb else None] for k in keys]
-    return sorted(rows, key=lambda r: (1 if r[3] is None else 2 if r[3] == 0 else 0, -abs(r[3] or 0)))
+
+    def order(row: list[Any]) -> tuple[int, float]:
+        if row[3] is None:
+            return 1, 0.0
+        scale = max(abs(row[1]), abs(row[2]))
+        return (2, 0.0) if row[3] == 0 else (0, -abs(row[3]) / scale)
+
+    return sorted(rows, key=order)
 
 
 def _run_id(client, uri: str, ref: str) -> str:
@@ -164,7 +171,7 @@ def render(command: str, data: Any) -> str:
     """The table or listing a person reads: values rounded, absent values left out, fingerprints short."""
     if command == "runs":
         keys = [k for k in KEY_METRICS if any(k in r["metrics"] for r in data)]
-        rows = [[r["run_id"][:12], r["name"], r["status"], *(_number(r["metrics"].get(k)) for k in keys),
+        rows = [[r["run_id"][:12], _clip(r["name"], 48), r["status"], *(_number(r["metrics"].get(k)) for k in keys),
                  _seconds(r["duration_s"]), r["registered"]] for r in data]  # fmt: skip
         return table(["run", "name", "status", *keys, "duration", "registered"], rows, right=range(3, 4 + len(keys)))
     if command == "models":
@@ -231,6 +238,10 @@ def _fixed(value: Any, decimals: int, sign: bool = False) -> str | None:
     if not is_number(value):
         return None
     return f"{value:{'+' if sign else ''}.{decimals}f}"
+
+
+def _clip(text: str | None, width: int) -> str | None:
+    return text if text is None or len(text) <= width else text[: width - 3] + "..."
 
 
 def _seconds(value: float | None) -> str | None:
