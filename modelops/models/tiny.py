@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from modelops.paths import cache_root  # re-exported: callers import it from here too
+
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 
 # ChatML-style turns; `{% generation %}` marks what the assistant says, so that
@@ -57,10 +59,6 @@ def byte_tokenizer():
     )  # fmt: skip
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("MODELOPS_CACHE", Path.home() / ".cache" / "modelops"))
 
 
 def tiny_model_path(name: str, seed: int = 0) -> Path:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelops.errors import ModelError, did_you_mean
+from modelops.paths import cache_root
 from modelops.registry import store
 from modelops.registry.settings import RUN_FILE, sqlite_path, store_uri
 
@@ -116,8 +117,6 @@ def local_model_dir(client, uri: str, version) -> Path:
 
 def _download(uri: str, version) -> Path:
     import mlflow.artifacts
-
-    from modelops.models.tiny import cache_root
 
     store_key = hashlib.sha256(uri.encode()).hexdigest()[:12]
     target = cache_root() / "registry" / store_key / version.name / str(version.version)

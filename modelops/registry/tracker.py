@@ -28,6 +28,7 @@ from modelops.flatten import flatten, flatten_results, is_number
 from modelops.io import write_json
 from modelops.registry import store
 from modelops.registry.params import MAX_PARAM, run_description, run_name, run_params
+from modelops.registry.refs import find_version, parse_reference
 from modelops.registry.settings import DEFAULT_EXPERIMENT, RUN_FILE, TrackingConfig, store_uri
 
 _MLFLOW_STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
@@ -347,8 +348,6 @@ class RunTracker:
 
     def _parent_version(self, ref: str | None) -> str | None:
         """`NAME/VERSION` of the registered version training continued from (an alias may move later)."""
-        from modelops.registry.refs import find_version, parse_reference
-
         parsed = parse_reference(ref or "")
         found = find_version(self.client, parsed, self.uri, quiet=True) if parsed else None
         return f"{found.name}/{found.version}" if found else None
