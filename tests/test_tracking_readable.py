@@ -100,3 +100,36 @@ def test_tables_align_numbers_right_and_write_markdown():
     assert text.splitlines() == ["metric      value", "-----------------", "accuracy   0.1235", "f1"]
     markdown = table(["trial", "lr"], [["0", "1e-3"]], markdown=True)
     assert markdown.splitlines()[0].replace(" ", "") == "|trial|lr|" and markdown.splitlines()[1].startswith("|--")
+
+
+# -- the tracker as a component: a live curve, a resume that logs no step twice ------------------
+
+
+def test_the_sink_logs_each_row_at_its_step_at_once_and_a_resumed_run_logs_no_step_twice(tmp_path):
+    from modelops.registry.settings import TrackingConfig
+    from modelops.registry.store import client
+    from modelops.registry.tracker import start_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_dir = tmp_path / "run"
+    config = {"trainer": {"learning_rate": 1e-3, "objective": "sft"}}
+    changed = ["trainer.learning_rate=1e-3"]
+    tracker = start_run(TrackingConfig(uri=uri), run_dir, config, "lora_small", overrides=changed)
+    store = client(uri)
+    seen = []
+    for step in (2, 4, 6):
+        tracker.sink({"step": step, "epoch": 0, "loss": 1.0 / step, "lr": 1e-3})
+        seen.append([m.step for m in store.get_metric_history(tracker.run_id, "loss")])  # before the run ends
+    assert seen == [[2], [2, 4], [2, 4, 6]]
+    assert store.get_metric_history(tracker.run_id, "epoch") == []  # not a curve
+    tracker.finish("cancelled")
+
+    resumed = start_run(TrackingConfig(uri=uri), run_dir, config, "lora_small")  # the same run directory again
+    assert resumed.run_id == tracker.run_id
+    for step in (4, 6, 8):  # a checkpoint at step 4: steps 5-6 are trained (and logged by the loop) again
+        resumed.sink({"step": step, "loss": 0.5 / step})
+    history = {m.step: m.value for m in store.get_metric_history(tracker.run_id, "loss")}
+    assert history == pytest.approx({2: 0.5, 4: 0.25, 6: 1 / 6, 8: 0.5 / 8})
+    experiment = store.get_experiment(store.get_run(tracker.run_id).info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "finetuning"
+    assert store.get_run(tracker.run_id).info.run_name == "lora_small learning_rate=1e-3"
