@@ -133,3 +133,14 @@ def test_the_sink_logs_each_row_at_its_step_at_once_and_a_resumed_run_logs_no_st
     experiment = store.get_experiment(store.get_run(tracker.run_id).info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "finetuning"
     assert store.get_run(tracker.run_id).info.run_name == "lora_small learning_rate=1e-3"
+
+
+@pytest.mark.parametrize(
+    ("model", "title"),
+    [("/tmp/x/outputs/2026-12-04/10-00-00-ab12/model", "10-00-00-ab12/model"), ("minilm", "minilm"),
+     ("lora_small@champion", "lora_small@champion")],
+)  # fmt: skip
+def test_a_confusion_matrix_is_titled_with_a_name_that_fits(model, title):
+    from modelops.evaluate.results import _short_model
+
+    assert _short_model(model) == title
