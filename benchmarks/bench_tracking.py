@@ -4,7 +4,8 @@ Each configuration runs as the CLI does (`python -m modelops +recipe=lora_small 
 a fresh embedded store for the tracked run: table creation included), alternating, `--repeats` times.
 Figures: wall time of each run (median), the difference as a share of the untracked run, and, as a
 steadier figure on a shared machine, the tracker's own cost measured alone: `start_run` + `finish`
-(mlflow import, params, curve, inputs, artifacts, registration) replayed in a fresh process on a copy
+(mlflow import, params, the curve row by row through `sink`, inputs, evaluation, logged model,
+artifacts, registration) replayed in a fresh process on a copy
 of a finished run directory: once into a new store (its tables created: a store's first run) and
 once more into that same store (every later run).
 
@@ -34,7 +35,10 @@ from modelops.registry.tracker import start_run
 run_dir = Path(sys.argv[1])
 config = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
 tracker = start_run(TrackingConfig(uri=sys.argv[2]), run_dir, config, "lora_small")
-tracker.finish("succeeded", {})
+import json
+for line in (run_dir / "metrics.jsonl").read_text().splitlines():  # the curve, row by row, as training logs it
+    tracker.sink(json.loads(line))
+tracker.finish("succeeded", json.loads((run_dir / "eval.json").read_text()))
 print(time.perf_counter() - started)
 """
 

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +115,19 @@ def _start_tracking(cfg, run_dir: Path):
     settings = instantiate(cfg.tracking, "tracking")
     registry = instantiate(cfg.registry, "registry")
     config = OmegaConf.to_container(cfg, resolve=True)
-    return start_run(settings, run_dir, config, _recipe_name(), registry.name, cfg.trainer.log_with)
+    return start_run(settings, run_dir, config, _recipe_name(), registry.name, cfg.trainer.log_with, _overrides())
 
 
 def _recipe_name() -> str | None:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get().runtime.choices.get("recipe") if HydraConfig.initialized() else None
+
+
+def _overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def finish_tracking(tracker, run_dir: Path, status: str, results=None, error=None) -> dict[str, Any]:
@@ -131,7 +138,6 @@ def finish_tracking(tracker, run_dir: Path, status: str, results=None, error=Non
     """
     if not is_main_process():
         return {}
-    import warnings
 
     from modelops.train.curve import write_loss_curve
 
@@ -161,6 +167,7 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord, tracker) -> dict[str, Any
         lineage["sanitized"] = dataset.lineage()
     if is_main_process():
         write_json(data_dir / "lineage.json", lineage)
+    _tell(tracker, lambda t: t.log_datasets(lineage))  # what the model trains on, sanitized splits first
     results: dict[str, Any] = {}
     if "preview" in stages:
         _preview(dataset, spec, trainer, data_dir, evaluator.preview(spec.name_or_path, dataset))
@@ -168,6 +175,7 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord, tracker) -> dict[str, Any
     if "evaluate" in stages:
         base = _evaluate(evaluator, spec.name_or_path, dataset, run_dir / "base_predictions.jsonl")
         results["base"] = base.to_dict()
+        _tell(tracker, lambda t: t.log_evaluation(results))
     if "train" in stages:
         results.update(_train(cfg, spec, dataset, trainer, evaluator, base, run_dir, record, tracker))
     if is_main_process() and "evaluate" in stages:
@@ -199,7 +207,8 @@ def _train(cfg, spec, dataset, trainer, evaluator, base, run_dir: Path, record: 
     from modelops.models.card import write_model_card
     from modelops.train.loop import train
 
-    trained = train(spec, dataset, trainer, run_dir, record)
+    # The tracker's sink logs each training row to MLflow as it is written: a live curve.
+    trained = train(spec, dataset, trainer, run_dir, record, metric_sinks=[tracker.sink] if tracker else [])
     results: dict[str, Any] = {"train": {"steps": trained.steps, "final_loss": trained.final_loss,
                                          "tokens_per_s": trained.tokens_per_second,
                                          "model_dir": str(trained.model_dir)}}  # fmt: skip
@@ -209,7 +218,19 @@ def _train(cfg, spec, dataset, trainer, evaluator, base, run_dir: Path, record: 
         results["deltas"] = evaluator.compare(base, tuned)  # paired intervals of each per-example metric
     if is_main_process():
         write_model_card(trained.model_dir, OmegaConf.to_yaml(cfg), _metrics_only(results))
+    # The model with its card, then the scores linked to it.
+    _tell(tracker, lambda t: (t.log_model(trained.model_dir), t.log_evaluation(results)))
     return results
+
+
+def _tell(tracker, call) -> None:
+    """Hand the tracker what the run holds now; a store that fails only warns (the run directory is the record)."""
+    if tracker is None:
+        return
+    try:
+        call(tracker)
+    except Exception as exc:
+        warnings.warn(f"tracking: {type(exc).__name__}: {exc}; the run directory holds the results", stacklevel=2)
 
 
 def _save_skipped(dataset, data_dir: Path) -> None:

@@ -20,20 +20,12 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from modelops.flatten import flatten_results
+from modelops.io import atomic_path
+from modelops.registry.tracker import finish_sweep
+from modelops.tables import render
+
 DEFAULT_OBJECTIVE = "fine_tuned.accuracy"
-
-
-def flatten_results(results: dict[str, Any]) -> dict[str, float]:
-    """`{"fine_tuned": {"metrics": {"accuracy": 0.9}}}` -> `{"fine_tuned.accuracy": 0.9}` (numbers only)."""
-    flat: dict[str, float] = {}
-    for name, block in results.items():
-        if not isinstance(block, dict):
-            continue
-        values = block.get("metrics", block)
-        for key, value in values.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                flat[f"{name}.{key}"] = float(value)
-    return flat
 
 
 def objective_value(results: dict[str, Any], objective: str) -> float | None:
@@ -71,8 +63,6 @@ def summarize(sweep_dir: str | Path, objective: str = DEFAULT_OBJECTIVE, directi
     header = ["trial", *swept, *metric_names]
     rows = [[t["trial"], *(t["params"].get(k, "") for k in swept), *(t["metrics"].get(m, "") for m in metric_names)]
             for t in trials]  # fmt: skip
-    from modelops.io import atomic_path
-
     with atomic_path(sweep_dir / "sweep_summary.csv") as tmp:
         buffer = io.StringIO()
         csv.writer(buffer).writerows([header, *rows])
@@ -85,13 +75,9 @@ def summarize(sweep_dir: str | Path, objective: str = DEFAULT_OBJECTIVE, directi
 
 
 def _markdown(header: list[str], rows: list[list], objective: str, direction: str) -> str:
-    def cell(value):
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    lines = [f"# Sweep summary (objective: {objective}, {direction})", "", "| " + " | ".join(header) + " |"]
-    lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    cells = [[f"{v:.4f}" if isinstance(v, float) else v for v in row] for row in rows]
+    table = render(header, cells, markdown=True)
+    return f"# Sweep summary (objective: {objective}, {direction})\n\n{table}\n"
 
 
 def _as_number(value: str) -> float | None:
@@ -107,8 +93,6 @@ def _plot(path: Path, trials: list[dict], swept: list[str], objective: str) -> N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from modelops.io import atomic_path
 
     scored = [t for t in trials if t["metrics"].get(objective) is not None]
     best = scored[0]
@@ -145,8 +129,6 @@ class SweepSummary(Callback):
             sweep_dir, self.objective, direction if direction in ("maximize", "minimize") else "maximize"
         )
         print(f"sweep summary: {len(trials)} trials -> {sweep_dir / 'sweep_summary.md'}")
-        from modelops.registry.tracker import finish_sweep
-
         finish_sweep(sweep_dir, trials[0] if trials else None, self.objective)  # the sweep's parent MLflow run
 
 

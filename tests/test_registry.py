@@ -219,8 +219,12 @@ def test_concurrent_runs_are_both_recorded_whole(two_runs):
                 assert json.loads(logged.dataset.source)["fingerprint"] == info["fingerprint"]
                 assert json.loads(logged.dataset.profile)["num_rows"] == info["rows"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"model", "data", "loss_curve.png", "config.yaml", "predictions.jsonl", "eval.json"} <= artifacts
-        model_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")}
+        assert {"data", "loss_curve.png", "config.yaml", "predictions.jsonl", "eval.json"} <= artifacts
+        # The model is the run's MLflow logged model (its own artifacts), not a folder of the run's.
+        (output,) = run.outputs.model_outputs
+        model = client.get_logged_model(output.model_id)
+        assert model.source_run_id == run.info.run_id
+        model_files = {Path(a.path).name for a in client.list_logged_model_artifacts(output.model_id)}
         assert {"adapter_model.safetensors", "modelops.json", "tokenizer.json"} <= model_files
         data_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "data")}
         assert {"sanitize_report.json", "rejected.jsonl", "lineage.json"} <= data_files

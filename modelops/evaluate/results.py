@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelops.tables import render
+
 
 @dataclass
 class EvalResults:
@@ -91,7 +93,7 @@ class EvalResults:
             from modelops.errors import EvaluationError
 
             raise EvaluationError("no confusion_matrix in these results; add it to the metrics")
-        title = f"{self.model} ({self.split})"
+        title = f"{_short_model(self.model)} ({self.split})"
         return plot_confusion_matrix(self.metrics["confusion_matrix"], self.labels or [], path, title)
 
 
@@ -108,20 +110,21 @@ def comparison_table(named: dict[str, EvalResults], deltas: dict[str, dict[str, 
     metrics: list[str] = []
     for result in named.values():
         metrics += [m for m, v in result.metrics.items() if _is_number(v) and m not in metrics]
-    width = max([14, *(len(n) + 2 for n in names), *(len(m) + 2 for m in metrics)])
-    header = ["metric", *names, *(["delta"] if len(names) == 2 else [])]
-    lines = [f"{header[0]:<{width}}" + "".join(f"{h:>{width}}" for h in header[1:])]
+    header = ["metric", *names, *(["delta"] if len(names) == 2 else []), *(["interval"] if deltas else [])]
+    rows = []
     for metric in metrics:
         values = [named[n].metrics.get(metric) for n in names]
         cells = [f"{v:.4f}" if _is_number(v) else "-" for v in values]
         if len(names) == 2:
             cells.append(f"{values[1] - values[0]:+.4f}" if all(_is_number(v) for v in values) else "-")
-        line = f"{metric:<{width}}" + "".join(f"{c:>{width}}" for c in cells)
-        lines.append(line + (_interval(deltas[metric]) if metric in deltas else ""))
+        if deltas:
+            cells.append(_interval(deltas[metric]) if metric in deltas else "")
+        rows.append([metric, *cells])
+    lines = [render(header, rows, right=range(1, len(header) - (1 if deltas else 0)))]
     if deltas:
         some = next(iter(deltas.values()))
         lines.append(
-            f"[low, high]: paired bootstrap {some['confidence']:.0%} interval of the delta ({some['resamples']} "
+            f"interval: paired bootstrap {some['confidence']:.0%} interval of the delta ({some['resamples']} "
             f"resamples, seed {some['seed']}); p: McNemar's exact test; ~: the interval includes 0 (may be noise)"
         )
     scored_on = {r.details.get("scored_on") for r in named.values()} - {None}
@@ -130,8 +133,14 @@ def comparison_table(named: dict[str, EvalResults], deltas: dict[str, dict[str, 
     return "\n".join(lines)
 
 
+def _short_model(model: str) -> str:
+    """A title-sized name: a model directory as its last two parts (`<run>/model`), a reference as it is."""
+    parts = Path(model).parts
+    return str(Path(*parts[-2:])) if len(parts) > 2 and Path(model).is_absolute() else model
+
+
 def _interval(delta: dict[str, Any]) -> str:
-    text = f"  [{delta['low']:+.4f}, {delta['high']:+.4f}]"
+    text = f"[{delta['low']:+.4f}, {delta['high']:+.4f}]"
     if "mcnemar_p" in delta:
         text += f" p={delta['mcnemar_p']:.3g}"
     return text + (" ~" if delta["includes_zero"] else "")

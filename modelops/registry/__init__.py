@@ -5,7 +5,9 @@ API (`MlflowClient`) only. The run directory stays the source of truth: the stor
 (params, metrics, dataset inputs, artifacts, registered versions) and never holds the only copy.
 
 - `modelops.registry.settings`: the `tracking` and `registry` config nodes (no mlflow import).
-- `modelops.registry.tracker`: one MLflow run per modelops run (`start_run` ... `RunTracker.finish`).
+- `modelops.registry.tracker`: one MLflow run per modelops run (`start_run`, `RunTracker.sink` while
+  training, `log_datasets`/`log_evaluation`/`log_model`, `RunTracker.finish`).
+- `modelops.registry.params`: what a run shows as params, name and description.
 - `modelops.registry.refs`: model references `NAME`, `NAME@alias`, `NAME/3`, `models:/NAME/3`.
 - `python -m modelops.registry`: `runs`, `models`, `show`, `compare`, `promote`, `lineage`.
 """

@@ -1,13 +1,14 @@
 """`python -m modelops.registry` (also `modelops-registry`, and `modelops runs|models|...`): runs and models.
 
-    runs [--experiment E] [--limit N]    recent runs: id, status, recipe, key metrics, duration
+    runs [--experiment E] [--limit N]    recent runs: id, name, status, key metrics, duration
     models                               registered models: versions, aliases
     show NAME[/V|@ALIAS]                 one version: run, base model, data, metrics, aliases
     compare A B                          two runs (run ids or model references): config and metric deltas
     promote NAME VERSION ALIAS           point ALIAS (champion, staging, ...) at a version
     lineage NAME[/V|@ALIAS]              data fingerprints, base model (and its own lineage), parent run
 
-Plain tables; `--json` for scripts. The store is `--tracking-uri`, else `$MLFLOW_TRACKING_URI`,
+Tables for people (values rounded, what differs first, absent values left out); `--json` for scripts
+(every value as stored). The store is `--tracking-uri`, else `$MLFLOW_TRACKING_URI`,
 else `sqlite:///outputs/mlflow.db`.
 """
 
@@ -16,17 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from modelops.errors import ModelopsError
+from modelops.registry import views
 
 COMMANDS = ("runs", "models", "show", "compare", "promote", "lineage")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from modelops.registry import views
-
     try:
         data = getattr(views, args.command)(args)
     except ModelopsError as exc:
@@ -57,22 +56,6 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("version", type=int)
     promote.add_argument("alias")
     return parser
-
-
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    """A plain fixed-width table."""
-    cells = [[_cell(v) for v in row] for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 if __name__ == "__main__":

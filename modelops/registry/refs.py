@@ -18,9 +18,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelops.config.paths import cache_root
 from modelops.errors import ModelError, did_you_mean
 from modelops.registry import store
-from modelops.registry.settings import sqlite_path, store_uri
+from modelops.registry.settings import RUN_FILE, sqlite_path, store_uri
 
 _PREFIX = "models:/"
 _REFERENCE = re.compile(r"^(?P<name>[^@/:]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w.-]+))?$")
@@ -106,8 +107,6 @@ def find_version(client, ref: Reference, uri: str, quiet: bool = False):
 
 def local_model_dir(client, uri: str, version) -> Path:
     """The version's run `model/` when that run directory is here and still that run's, else a downloaded copy."""
-    from modelops.registry.tracker import RUN_FILE
-
     run_dir = Path(version.tags.get("run_dir", ""))
     run_file = run_dir / RUN_FILE
     here = run_file.is_file() and version.run_id in run_file.read_text()
@@ -118,8 +117,6 @@ def local_model_dir(client, uri: str, version) -> Path:
 
 def _download(uri: str, version) -> Path:
     import mlflow.artifacts
-
-    from modelops.config.paths import cache_root
 
     store_key = hashlib.sha256(uri.encode()).hexdigest()[:12]
     target = cache_root() / "registry" / store_key / version.name / str(version.version)

@@ -9,6 +9,8 @@ from pathlib import Path
 #: The embedded store used when neither config nor `MLFLOW_TRACKING_URI` names one (relative to the cwd).
 DEFAULT_DB = Path("outputs") / "mlflow.db"
 DEFAULT_EXPERIMENT = "modelops"
+#: The file in a run directory that names its MLflow run (a resumed run continues it).
+RUN_FILE = "mlflow_run.json"
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 from modelops.errors import ConfigError
 from modelops.registry.settings import sqlite_path
 
+_LOCKS: dict[str, object] = {}
 HINT = "fix tracking.uri or MLFLOW_TRACKING_URI, or run with tracking=none"
 _SCHEMELESS = ("databricks", "databricks-uc", "uc")  # MLflow's URIs that name no scheme
 
@@ -21,6 +22,7 @@ def client(uri: str):
     # MLflow reads this when it is imported and when it would send: set before either happens.
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines about its tables in the run's output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars in the run's output
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -74,7 +76,9 @@ def store_lock(uri: str) -> Iterator[None]:
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=600):
+    # One lock object per file: taking it again inside (a tracker method called from `finish`) only counts up.
+    lock = _LOCKS.setdefault(str(path), FileLock(str(path) + ".lock", timeout=600))
+    with lock:
         yield
 
 

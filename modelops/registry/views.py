@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
 from modelops.errors import ConfigError, ModelError
+from modelops.flatten import is_number
 from modelops.registry import store
 from modelops.registry.refs import Reference, find_version, parse_reference
 from modelops.registry.settings import sqlite_path, store_uri
+from modelops.tables import render as table
 
-#: Metrics `runs` shows as columns, when runs have them.
-KEY_METRICS = ("fine_tuned.accuracy", "fine_tuned.f1", "fine_tuned.perplexity", "train.final_loss")
+#: Metrics `runs` shows as columns, when runs have them (`loss`: the last training loss logged).
+KEY_METRICS = ("fine_tuned.accuracy", "fine_tuned.f1", "fine_tuned.perplexity", "loss")
+#: Curves whose last value says nothing about a run (the schedule's end, the last epoch): not compared.
+_NOT_COMPARED = ("lr", "epoch")
+#: Characters of a content fingerprint shown in tables (`--json` has them whole).
+FINGERPRINT_CHARS = 12
+_DIGITS = 4
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _RESERVED_ALIAS = "latest"
 
@@ -75,11 +84,24 @@ def compare(args) -> dict[str, Any]:
     a, b = (client.get_run(_run_id(client, uri, ref)) for ref in (args.a, args.b))
     pa, pb = a.data.params, b.data.params
     params = [[k, pa.get(k), pb.get(k)] for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
-    ma, mb = a.data.metrics, b.data.metrics
-    metrics = [[k, ma.get(k), mb.get(k), mb[k] - ma[k] if k in ma and k in mb else None]
-               for k in sorted(set(ma) | set(mb))]  # fmt: skip
+    metrics = metric_rows(a.data.metrics, b.data.metrics)
     return {"a": {"ref": args.a, "run_id": a.info.run_id}, "b": {"ref": args.b, "run_id": b.info.run_id},
             "params": params, "metrics": metrics}  # fmt: skip
+
+
+def metric_rows(ma: dict[str, float], mb: dict[str, float]) -> list[list[Any]]:
+    """`[metric, a, b, b - a]` rows: what changed first (the largest relative change first: metrics have
+    different scales), then what one run lacks, then what is equal; `lr` and `epoch` left out."""
+    keys = sorted(k for k in set(ma) | set(mb) if k not in _NOT_COMPARED)
+    rows = [[k, ma.get(k), mb.get(k), mb[k] - ma[k] if k in ma and k in mb else None] for k in keys]
+
+    def order(row: list[Any]) -> tuple[int, float]:
+        if row[3] is None:
+            return 1, 0.0
+        scale = max(abs(row[1]), abs(row[2]))
+        return (2, 0.0) if row[3] == 0 else (0, -abs(row[3]) / scale)
+
+    return sorted(rows, key=order)
 
 
 def _run_id(client, uri: str, ref: str) -> str:
@@ -109,7 +131,7 @@ def lineage(args, depth: int = 0) -> dict[str, Any]:
 def _lineage(client, uri: str, ref: Reference, depth: int) -> dict[str, Any]:
     version = find_version(client, ref, uri)
     run = client.get_run(version.run_id)
-    data = [{"name": d.dataset.name, "fingerprint": _fingerprint(d.dataset), "profile": d.dataset.profile,
+    data = [{"name": d.dataset.name, "fingerprint": _fingerprint(d.dataset), "rows": _rows(d.dataset.profile),
              "context": {t.key: t.value for t in d.tags}.get("mlflow.data.context")}
             for d in run.inputs.dataset_inputs]  # fmt: skip
     parent = version.tags.get("parent_model_version")
@@ -122,12 +144,17 @@ def _lineage(client, uri: str, ref: Reference, depth: int) -> dict[str, Any]:
 
 
 def _fingerprint(dataset) -> str:
-    import json
-
     try:
         return json.loads(dataset.source)["fingerprint"]
     except (ValueError, KeyError, TypeError):
         return dataset.digest
+
+
+def _rows(profile: str | None) -> int | None:
+    try:
+        return int(json.loads(profile or "")["num_rows"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _reference(text: str) -> Reference:
@@ -141,24 +168,80 @@ def _reference(text: str) -> Reference:
 
 
 def render(command: str, data: Any) -> str:
-    from modelops.registry.cli import table
-
+    """The table or listing a person reads: values rounded, absent values left out, fingerprints short."""
     if command == "runs":
         keys = [k for k in KEY_METRICS if any(k in r["metrics"] for r in data)]
-        rows = [[r["run_id"][:12], r["experiment"], r["status"], r["recipe"], *(r["metrics"].get(k) for k in keys),
+        rows = [[r["run_id"][:12], _clip(r["name"], 48), r["status"], *(_number(r["metrics"].get(k)) for k in keys),
                  _seconds(r["duration_s"]), r["registered"]] for r in data]  # fmt: skip
-        return table(["run", "experiment", "status", "recipe", *keys, "duration", "registered"], rows)
+        return table(["run", "name", "status", *keys, "duration", "registered"], rows, right=range(3, 4 + len(keys)))
     if command == "models":
         rows = [[m["name"], m["versions"], m["latest"], ", ".join(f"{a}->{v}" for a, v in m["aliases"].items())]
                 for m in data]  # fmt: skip
-        return table(["name", "versions", "latest", "aliases"], rows)
+        return table(["name", "versions", "latest", "aliases"], rows, right=(1, 2))
     if command == "compare":
-        params = table(["param", data["a"]["ref"], data["b"]["ref"]], data["params"])
-        metrics = table(["metric", data["a"]["ref"], data["b"]["ref"], "delta"], data["metrics"])
-        return f"config differences\n{params}\n\nmetrics\n{metrics}"
+        return _render_compare(data)
     if command == "promote":
         return f"{data['name']}@{data['alias']} -> version {data['version']}"
-    return _render_nested(data)
+    if command == "show":
+        return _render_show(data)
+    return _render_lineage(data)
+
+
+def _render_compare(data: dict[str, Any]) -> str:
+    a, b = data["a"]["ref"], data["b"]["ref"]
+    params = table(["param", a, b], data["params"], absent="(absent)") if data["params"] else "(none)"
+    rows = []
+    for name, va, vb, delta in data["metrics"]:
+        decimals = _decimals(va, vb)
+        rows.append([name, _fixed(va, decimals), _fixed(vb, decimals), _fixed(delta, decimals, sign=True)])
+    metrics = table(["metric", a, b, "delta"], rows, right=(1, 2, 3))
+    return f"config differences\n{params}\n\nmetrics\n{metrics}"
+
+
+def _render_show(data: dict[str, Any]) -> str:
+    tags = {k: _short(k, v) for k, v in data["tags"].items() if not k.startswith("metric.")}  # the metrics follow
+    facts = {k: data[k] for k in ("name", "version", "aliases", "run_id", "status", "source", "description")}
+    metrics = {k: _number(v) for k, v in data["metrics"].items() if k not in _NOT_COMPARED}
+    return _render_nested({**facts, "tags": tags, "metrics": metrics})
+
+
+def _render_lineage(data: dict[str, Any]) -> str:
+    def short(lineage: dict[str, Any]) -> dict[str, Any]:
+        out = {**lineage, "data": [{**d, "fingerprint": d["fingerprint"][:FINGERPRINT_CHARS]} for d in lineage["data"]]}
+        if "parent_lineage" in out:
+            out["parent_lineage"] = short(out["parent_lineage"])
+        return out
+
+    return _render_nested(short(data))
+
+
+def _short(key: str, value: str) -> str:
+    return value[:FINGERPRINT_CHARS] if key.endswith(".fingerprint") else value
+
+
+def _number(value: Any) -> Any:
+    """A metric to 4 significant digits (counts stay whole)."""
+    if not is_number(value):
+        return value
+    return f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.{_DIGITS}g}"
+
+
+def _decimals(*values: Any) -> int:
+    """Decimals that show the larger of `values` to 4 significant digits (a compared pair shares them)."""
+    numbers = [abs(v) for v in values if is_number(v) and v != 0 and math.isfinite(v)]
+    if not numbers:
+        return 0
+    return max(0, _DIGITS - 1 - math.floor(math.log10(max(numbers))))
+
+
+def _fixed(value: Any, decimals: int, sign: bool = False) -> str | None:
+    if not is_number(value):
+        return None
+    return f"{value:{'+' if sign else ''}.{decimals}f}"
+
+
+def _clip(text: str | None, width: int) -> str | None:
+    return text if text is None or len(text) <= width else text[: width - 3] + "..."
 
 
 def _seconds(value: float | None) -> str | None:
@@ -166,13 +249,19 @@ def _seconds(value: float | None) -> str | None:
 
 
 def _render_nested(data: dict[str, Any], indent: str = "") -> str:
+    """`key: value` lines, nested mappings indented, lists of mappings one line each; absent values left out."""
     lines = []
     for key, value in data.items():
-        if isinstance(value, dict) and value:
+        if value is None or value in ([], {}, ""):
+            continue
+        if isinstance(value, dict):
             lines += [f"{indent}{key}:", _render_nested(value, indent + "  ")]
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
+        elif isinstance(value, list) and isinstance(value[0], dict):
             lines.append(f"{indent}{key}:")
-            lines += [f"{indent}  - " + ", ".join(f"{k}={v}" for k, v in item.items()) for item in value]
+            for item in value:
+                lines.append(f"{indent}  - " + ", ".join(f"{k}={v}" for k, v in item.items() if v is not None))
+        elif isinstance(value, list):
+            lines.append(f"{indent}{key}: {', '.join(map(str, value))}")
         else:
             lines.append(f"{indent}{key}: {value}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from typing import Any
 
 from modelops.errors import ConfigError
 from modelops.sanitize.step import EVAL_SPLITS, MODIFIED, REASON, SanitizeStep, StepContext, arrow_table, eval_row_texts
+from modelops.tables import render
 
 _EXAMPLES = 3
 _WHERE = "sanitizer.steps"
@@ -85,17 +86,15 @@ class SanitizeReport:
 
     def table(self) -> str:
         """A short plain-text table: split, step, rows in, rows out, modified, seconds, top reasons."""
-        lines = [f"{'split':<11}{'step':<16}{'in':>9}{'out':>9}{'modified':>10}{'s':>7}  reasons"]
+        rows = []
         for split, info in self.splits.items():
             for s in info["steps"]:
                 reasons = ", ".join(f"{k}={v}" for k, v in list(s["reasons"].items())[:3])
                 flagged = ", ".join(f"{k}={v}" for k, v in list(s["flagged"].items())[:3])
                 reasons = "; ".join(filter(None, [reasons, flagged and f"flagged, kept: {flagged}"]))
-                lines.append(
-                    f"{split:<11}{s['step']:<16}{s['rows_in']:>9}{s['rows_out']:>9}{s['modified']:>10}"
-                    f"{s.get('seconds', 0):>7.2f}  {reasons}"
-                )
-        return "\n".join(lines)
+                rows.append([split, s["step"], s["rows_in"], s["rows_out"], s["modified"],
+                             f"{s.get('seconds', 0):.2f}", reasons])  # fmt: skip
+        return render(["split", "step", "in", "out", "modified", "s", "reasons"], rows, right=(2, 3, 4, 5))
 
     def save(self, directory) -> None:
         """Write `sanitize_report.json`, `rejected.jsonl` and `flagged.jsonl` into `directory`, atomically."""
