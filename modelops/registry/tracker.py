@@ -442,9 +442,14 @@ def _sweep_parent(client, uri: str, experiment_id: str, run_dir: Path) -> str | 
 
 
 def _run_tags(recipe: str | None) -> dict[str, str]:
-    import modelops
+    from importlib.metadata import PackageNotFoundError, version
 
-    tags = {"status": "running", "modelops_version": modelops.__version__, "mlflow.source.name": "modelops"}
+    try:
+        modelops_version = version("modelops")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        modelops_version = "unknown"
+
+    tags = {"status": "running", "modelops_version": modelops_version, "mlflow.source.name": "modelops"}
     if recipe:
         tags["recipe"] = recipe
     commit = _git_commit(Path.cwd())
