@@ -8,7 +8,8 @@ an HTML comment when it needs one:
 - `<!-- docs-test: exit 2 -->`: the commands are examples of refused input and must each exit 2;
 - `<!-- docs-test: slow -->`: marked slow (a whole training).
 
-Input files the snippets name (`training_data.jsonl`, `test.jsonl`, ...) are made by `_inputs` first.
+Input files the snippets name (`training_data.jsonl`, `test.jsonl`, ...) are made by `_inputs` first, and
+`tests/` is the checkout's (the bad-input corpus).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def _inputs(work: Path) -> None:
     data.save(str(work / "my.jsonl"), split="train")
     data.save(str(work / "test.jsonl"), split="test")
     chat_demo(n=64, seed=1, validation=0.0, test=0.0).save(str(work / "chats.jsonl"), split="train")
+    (work / "tests").symlink_to(ROOT / "tests")  # snippets that read the bad-input corpus, as from a checkout
 
 
 @pytest.mark.parametrize(("page", "lang", "body", "directive"), list(_blocks()))
