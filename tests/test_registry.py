@@ -305,6 +305,13 @@ def test_registry_cli(two_runs):
     a, b = accuracy[version_dirs[1]], accuracy[version_dirs[2]]
     row = next(r for r in diff["metrics"] if r[0] == "fine_tuned.accuracy")
     assert row[1:] == pytest.approx([a, b, b - a])
+    # Per example, from the two runs' predictions: the delta is the accuracy difference, inside its interval.
+    paired = diff["paired"]["accuracy"]
+    assert paired["delta"] == pytest.approx(b - a) and paired["low"] <= paired["delta"] <= paired["high"]
+    assert paired["n"] == len((two_runs / "outputs" / "a" / "predictions.jsonl").read_text().splitlines())
+    assert 0.0 <= paired["mcnemar_p"] <= 1.0
+    code, out, _ = registry("compare", "lora_small/1", "lora_small/2")
+    assert code == 0 and f"per example, accuracy (n={paired['n']}): delta {paired['delta']:+.4f}" in out
     code, out, _ = registry("lineage", "lora_small/1", "--json")
     lineage = json.loads(out)
     train_fp = json.loads((two_runs / "outputs" / version_dirs[1] / "model" / "modelops.json").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from modelops.errors import ConfigError, ModelError
@@ -86,7 +87,49 @@ def compare(args) -> dict[str, Any]:
     params = [[k, pa.get(k), pb.get(k)] for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
     metrics = metric_rows(a.data.metrics, b.data.metrics)
     return {"a": {"ref": args.a, "run_id": a.info.run_id}, "b": {"ref": args.b, "run_id": b.info.run_id},
-            "params": params, "metrics": metrics}  # fmt: skip
+            "params": params, "metrics": metrics, "paired": paired_comparison(a, b)}  # fmt: skip
+
+
+def paired_comparison(run_a, run_b) -> dict[str, Any]:
+    """Per-example comparison of two runs' fine-tuned predictions: the paired bootstrap interval of the
+    delta of accuracy (classification) or exact match (generation), and McNemar's exact p-value.
+
+    Needs both runs' `predictions.jsonl` on this machine and the same evaluation rows in the same order;
+    otherwise `{"note": why}`.
+    """
+    from modelops.stats import paired_delta  # numpy: not on the path of `python -m modelops` startup
+
+    rows = [_predictions(run) for run in (run_a, run_b)]
+    if any(r is None for r in rows):
+        return {"note": "per-example intervals need both runs' predictions.jsonl on this machine"}
+    a, b = rows
+    keys = ("text", "label", "prompt", "reference")
+    same = len(a) == len(b) and all(
+        tuple(x.get(k) for k in keys) == tuple(y.get(k) for k in keys) for x, y in zip(a, b, strict=True)
+    )
+    if not same:
+        return {"note": "not evaluated on the same rows: no paired comparison"}
+    name, correct = ("exact_match", _matched) if "exact_match" in (a[0] if a else {}) else ("accuracy", _right)
+    pairs = [(correct(x), correct(y)) for x, y in zip(a, b, strict=True)]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]  # a reference nothing was extracted from
+    if not pairs:
+        return {"note": "no scored rows to compare"}
+    return {name: paired_delta([float(x) for x, _ in pairs], [float(y) for _, y in pairs], binary=True)}
+
+
+def _predictions(run) -> list[dict[str, Any]] | None:
+    path = Path(run.data.tags.get("run_dir", "")) / "predictions.jsonl"
+    if not run.data.tags.get("run_dir") or not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _right(row: dict[str, Any]) -> bool:
+    return row.get("prediction") == row.get("label")
+
+
+def _matched(row: dict[str, Any]) -> bool | None:
+    return row.get("exact_match")
 
 
 def metric_rows(ma: dict[str, float], mb: dict[str, float]) -> list[list[Any]]:
@@ -195,7 +238,20 @@ def _render_compare(data: dict[str, Any]) -> str:
         decimals = _decimals(va, vb)
         rows.append([name, _fixed(va, decimals), _fixed(vb, decimals), _fixed(delta, decimals, sign=True)])
     metrics = table(["metric", a, b, "delta"], rows, right=(1, 2, 3))
-    return f"config differences\n{params}\n\nmetrics\n{metrics}"
+    return f"config differences\n{params}\n\nmetrics\n{metrics}\n\n{_render_paired(data.get('paired') or {})}"
+
+
+def _render_paired(paired: dict[str, Any]) -> str:
+    if "note" in paired:
+        return f"per example: {paired['note']}"
+    lines = []
+    for name, d in paired.items():
+        mark = "  ~ the interval includes 0: may be noise" if d["includes_zero"] else ""
+        lines.append(
+            f"per example, {name} (n={d['n']}): delta {d['delta']:+.4f}, {d['confidence']:.0%} paired bootstrap "
+            f"interval [{d['low']:+.4f}, {d['high']:+.4f}], McNemar p={d['mcnemar_p']:.3g}{mark}"
+        )
+    return "\n".join(lines)
 
 
 def _render_show(data: dict[str, Any]) -> str:
