@@ -116,9 +116,8 @@ def test_preview_shows_which_tokens_carry_loss():
 
 
 def _readme_python_api_snippet() -> str:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Python API", 1)[1]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()  # moved from the README
+    return page.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.mark.slow

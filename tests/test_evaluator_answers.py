@@ -152,10 +152,11 @@ def test_paired_deltas_of_accuracy_and_exact_match():
     assert set(deltas) == {"accuracy"}
     assert deltas["accuracy"]["delta"] == pytest.approx(0.6) and not deltas["accuracy"]["includes_zero"]
     table = comparison_table({"base": base, "fine_tuned": tuned}, deltas)
-    assert "p=" in table and "[+" in table and " ~" not in table.splitlines()[1]
+    # Header, rule, then the rows (one rich table helper since this test was written).
+    assert "p=" in table and "[+" in table and " ~" not in table.splitlines()[2]
     noise = paired_deltas(base, result([1] + [0] * 39 + [1] * 10), resamples=2000, seed=0)
     assert noise["accuracy"]["includes_zero"]
-    assert comparison_table({"base": base, "fine_tuned": base}, noise).splitlines()[1].endswith("~")
+    assert comparison_table({"base": base, "fine_tuned": base}, noise).splitlines()[2].endswith("~")
 
 
 def test_preview_shows_the_exact_evaluation_prompt():
