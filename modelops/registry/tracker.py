@@ -375,9 +375,17 @@ def comparison_rows(results: Mapping[str, Any]) -> dict[str, list]:
 
 def set_experiment_kind(client, experiment_id: str) -> None:
     """Tag the experiment as fine-tuning, unless someone chose its kind already."""
+    from mlflow.exceptions import MlflowException
+
     key, value = EXPERIMENT_KIND
-    if key not in client.get_experiment(experiment_id).tags:
+    if key in client.get_experiment(experiment_id).tags:
+        return
+    try:
         client.set_experiment_tag(experiment_id, key, value)
+    except MlflowException:
+        # Two runs of a new experiment started together on a server (no lock of ours there): one of them set it.
+        if key not in client.get_experiment(experiment_id).tags:
+            raise
 
 
 def version_facts(model_dir: Path, results: dict[str, Any], run_dir: Path) -> tuple[dict[str, str], str]:

@@ -49,11 +49,6 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> TrainConfig:
     if len(dataset["train"]) == 0:
         raise DataError("the train split is empty: nothing to train on")
     _check_objective(spec, dataset, config)
-    if spec.task == "seq_cls" and len(dataset.labels or []) < 2:
-        raise DataError(
-            f"a classifier needs at least two classes; the train data has {len(dataset.labels or [])} "
-            f"({dataset.labels}): give rows of another class, or train a causal LM on text data"
-        )
     if spec.task == "seq_cls" and dataset.format != "classification":
         raise ConfigError(
             f"model.task=seq_cls needs classification data, but the dataset's format is {dataset.format!r}; "
@@ -63,6 +58,11 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> TrainConfig:
         raise ConfigError(
             f"model.task=causal_lm trains on {list(CAUSAL_FORMATS)} data, not {dataset.format!r}; "
             "use a classifier (model.task=seq_cls, e.g. model=minilm_cls)"
+        )
+    if spec.task == "seq_cls" and len(dataset.labels or []) < 2:
+        raise DataError(
+            f"a classifier needs at least two classes; the train data has {len(dataset.labels or [])} "
+            f"({dataset.labels}): give rows of another class, or train a causal LM on text data"
         )
     if spec.task == "seq_cls" and config.truncation_side != TrainConfig.truncation_side:
         raise ConfigError(
