@@ -238,7 +238,8 @@ def _render_compare(data: dict[str, Any]) -> str:
         decimals = _decimals(va, vb)
         rows.append([name, _fixed(va, decimals), _fixed(vb, decimals), _fixed(delta, decimals, sign=True)])
     metrics = table(["metric", a, b, "delta"], rows, right=(1, 2, 3))
-    return f"config differences\n{params}\n\nmetrics\n{metrics}\n\n{_render_paired(data.get('paired') or {})}"
+    paired = f"\n\n{_render_paired(data['paired'])}" if data.get("paired") else ""
+    return f"config differences\n{params}\n\nmetrics\n{metrics}{paired}"
 
 
 def _render_paired(paired: dict[str, Any]) -> str:
