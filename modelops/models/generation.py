@@ -44,19 +44,31 @@ def generate(
     import torch
 
     ids = _prompt_ids(tokenizer, prompts, max_new_tokens, max_length)
-    options = _options(model, tokenizer, max_new_tokens, stop, temperature, top_p)
+    options = generation_options(model, tokenizer, max_new_tokens, stop, temperature, top_p)
     if seed is not None and temperature > 0:
         torch.manual_seed(seed)
+    new_tokens = generate_ids(model, ids, options, batch_size)
+    return [_cut(tokenizer.decode(new, skip_special_tokens=True), stop) for new in new_tokens]
+
+
+def generate_ids(model, ids: Sequence[Sequence[int]], options: dict, batch_size: int) -> list[list[int]]:
+    """The new tokens of each prompt (token ids, in prompt order), up to its first stop token.
+
+    Prompts are sorted by length and left-padded per batch of ``batch_size``; ``options`` are ``generate``'s
+    (``generation_options`` makes them).
+    """
+    import torch
+
     device = next(iter(model.parameters()), torch.empty(0)).device
-    outputs: list[str] = [""] * len(ids)
+    outputs: list[list[int]] = [[] for _ in ids]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        input_ids, mask = _left_pad([ids[i] for i in index], options["pad_token_id"])
+        input_ids, mask = left_pad([list(ids[i]) for i in index], options["pad_token_id"])
         with torch.inference_mode():
             generated = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **options)
         for i, new in zip(index, generated[:, input_ids.shape[1] :].tolist(), strict=True):
-            outputs[i] = _cut(tokenizer.decode(_until(new, options["eos_token_id"]), skip_special_tokens=True), stop)
+            outputs[i] = _until(new, options["eos_token_id"])
     return outputs
 
 
@@ -69,10 +81,13 @@ def _prompt_ids(tokenizer, prompts: Sequence[str], max_new_tokens: int, max_leng
     return [row[-keep:] if keep else row for row in tokenizer(list(prompts))["input_ids"]]
 
 
-def _options(model, tokenizer, max_new_tokens: int, stop, temperature: float, top_p: float) -> dict:
+def generation_options(
+    model, tokenizer, max_new_tokens: int, stop=(), temperature: float = 0.0, top_p: float = 1.0
+) -> dict:
+    """``model.generate``'s keyword arguments: greedy at temperature 0, else sampling; EOS and padding set."""
     if temperature < 0 or not 0 < top_p <= 1:
         raise EvaluationError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature} and {top_p}")
-    eos = _stop_ids(model, tokenizer)
+    eos = stop_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     options = {"max_new_tokens": max_new_tokens, "num_beams": 1, "pad_token_id": pad_id, "eos_token_id": eos,
                "use_cache": True, "do_sample": temperature > 0}  # fmt: skip
@@ -85,7 +100,8 @@ def _options(model, tokenizer, max_new_tokens: int, stop, temperature: float, to
     return options
 
 
-def _left_pad(rows: list[list[int]], pad_id: int):
+def left_pad(rows: list[list[int]], pad_id: int):
+    """Rows of token ids as one left-padded batch: (input_ids, attention_mask), long tensors."""
     import torch
 
     width = max(len(row) for row in rows)
@@ -98,7 +114,8 @@ def _left_pad(rows: list[list[int]], pad_id: int):
     return input_ids, mask
 
 
-def _stop_ids(model, tokenizer) -> list[int]:
+def stop_ids(model, tokenizer) -> list[int]:
+    """The token ids that end a generation: the model's generation config's EOS ids and the tokenizer's."""
     ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids = list(ids) if isinstance(ids, list | tuple) else [ids]
     ids.append(tokenizer.eos_token_id)

@@ -101,12 +101,16 @@ def _accepts(forward, name: str) -> bool:
     return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-def completion_logps(model, input_ids, attention_mask, completion_length: int, temperature: float = 1.0):
+def completion_logps(
+    model, input_ids, attention_mask, completion_length: int, temperature: float = 1.0, position_ids=None
+):
     """Per-token log-probs and entropies of the last `completion_length` tokens of each row.
 
     Logits are divided by `temperature` (as TRL does, so they are those of the sampling distribution) and taken in
     float32. ``logits_to_keep=completion_length + 1`` is passed when the model's forward takes it, so only those
     logits are computed; otherwise the full logits are computed and the last positions kept.
+
+    `position_ids` (optional) are passed on: for left-padded rows, the positions ``generate`` gave the tokens.
 
     Returns:
         (logps [B, C], entropy [B, C]). Values at padded completion positions are computed like the others and mean
@@ -115,6 +119,8 @@ def completion_logps(model, input_ids, attention_mask, completion_length: int, t
     import torch
 
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+    if position_ids is not None:  # left-padded prompts: the positions generation used (from the mask)
+        kwargs["position_ids"] = position_ids
     if _accepts(model.forward, "logits_to_keep"):
         kwargs["logits_to_keep"] = completion_length + 1
     logits = model(**kwargs).logits[:, -(completion_length + 1) : -1].float() / temperature

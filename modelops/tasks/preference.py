@@ -345,16 +345,20 @@ class Reference:
 
     def logps(self, policy, batch: dict[str, Any]) -> SideLogps:
         """Score `batch` with the reference, in eval mode, without gradients."""
+        return self.score(policy, lambda model: response_logps(model, batch))
+
+    def score(self, policy, fn: Callable[[Any], Any]) -> Any:
+        """`fn(reference_model)`: the frozen copy, or `policy` with its adapter disabled; eval mode, no gradients."""
         import torch
 
         if self.frozen is not None:
             with torch.no_grad(), self.autocast():
-                return response_logps(self.frozen, batch)
+                return fn(self.frozen)
         was_training = policy.training
         policy.eval()
         try:
             with torch.no_grad(), policy.disable_adapter():
-                return response_logps(policy, batch)
+                return fn(policy)
         finally:
             policy.train(was_training)
 

@@ -18,12 +18,17 @@ PRECISIONS = ("auto", "no", "fp16", "bf16")
 BATCHING = ("pad", "group_by_length", "packing")
 EVAL_MODES = ("auto", "min", "max")
 LOSS_ON = ("answer", "all")
-#: `sft` trains on demonstrations; the others on `preference` pairs (modelops.tasks.preference).
-OBJECTIVES = ("sft", "dpo", "ipo", "simpo", "orpo")
+#: `sft` trains on demonstrations; `dpo`..`orpo` on `preference` pairs (modelops.tasks.preference); `grpo` on
+#: `prompt` rows with reward functions (modelops.tasks.grpo, modelops.train.grpo).
+OBJECTIVES = ("sft", "dpo", "ipo", "simpo", "orpo", "grpo")
+PREFERENCE_OBJECTIVES = ("dpo", "ipo", "simpo", "orpo")
+#: GRPO's loss aggregations and reward scalings (as TRL's `loss_type` and `scale_rewards`).
+GRPO_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
+SCALE_REWARDS = ("group", "batch", "none")
 #: Metrics the loop can track during training, per task (`loss` is the validation loss per target token),
 #: and for the preference objectives (`loss` is the objective's mean over validation pairs).
 EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity"),
-                "preference": ("loss", "reward_accuracy", "reward_margin")}  # fmt: skip
+                "preference": ("loss", "reward_accuracy", "reward_margin"), "grpo": ("reward",)}  # fmt: skip
 
 _DEFAULTS = group_defaults("trainer")
 
@@ -94,6 +99,24 @@ class TrainConfig:
         beta: DPO/IPO/SimPO temperature; ORPO's weight on the odds-ratio term (as TRL's `beta`).
         label_smoothing: DPO and SimPO: the assumed share of flipped preference labels, in [0, 0.5).
         simpo_gamma: SimPO's target reward margin.
+        num_generations: GRPO: completions sampled per prompt (the group whose rewards are compared). A
+            micro-batch holds `batch_size` prompts, so `batch_size * num_generations` completions.
+        max_new_tokens: GRPO: the most tokens a completion may have (TRL's `max_completion_length`).
+        temperature: GRPO: sampling temperature (> 0); the log-probs are taken at the same temperature.
+        top_p: GRPO: nucleus sampling mass, in (0, 1].
+        epsilon: GRPO: the clipping range of the importance ratio, [1 - epsilon, 1 + epsilon_high].
+        epsilon_high: GRPO: the upper clipping range (DAPO's clip-higher, e.g. 0.28); null: `epsilon`.
+        loss_type: GRPO: how token losses are aggregated: `grpo` (mean per sequence, then over sequences),
+            `dr_grpo` (sum over the step / (sequences * max_new_tokens)), `dapo` (sum over the step / its
+            completion tokens) or `bnpo` (mean over each micro-batch's tokens), as TRL's `loss_type`.
+        scale_rewards: GRPO: advantages are rewards minus their group's mean, divided by the std of the
+            `group`, of the `batch`, or not at all (`none`, as Dr. GRPO).
+        num_iterations: GRPO: optimizer steps per generation (each over the same completions, PPO-style;
+            the importance ratio is to the policy that sampled them).
+        rewards: GRPO: reward functions, each `fn(prompts, completions, **columns) -> list[float]` (TRL's
+            convention; `columns` are the rows' other columns), as `_partial_` nodes or callables; see
+            `modelops.tasks.rewards` for the shipped ones.
+        reward_weights: GRPO: one weight per reward function (null: all 1); the reward is the weighted sum.
     """
 
     epochs: int = _DEFAULTS["epochs"]
@@ -131,11 +154,28 @@ class TrainConfig:
     liger: bool = _DEFAULTS["liger"]
     chunked_loss: bool = _DEFAULTS["chunked_loss"]
     objective: str = _DEFAULTS["objective"]
-    beta: float = _DEFAULTS["beta"]
+    beta: float | None = _DEFAULTS["beta"]
     label_smoothing: float = _DEFAULTS["label_smoothing"]
     simpo_gamma: float = _DEFAULTS["simpo_gamma"]
+    num_generations: int = _DEFAULTS["num_generations"]
+    max_new_tokens: int = _DEFAULTS["max_new_tokens"]
+    temperature: float = _DEFAULTS["temperature"]
+    top_p: float = _DEFAULTS["top_p"]
+    epsilon: float = _DEFAULTS["epsilon"]
+    epsilon_high: float | None = _DEFAULTS["epsilon_high"]
+    loss_type: str = _DEFAULTS["loss_type"]
+    scale_rewards: str = _DEFAULTS["scale_rewards"]
+    num_iterations: int = _DEFAULTS["num_iterations"]
+    rewards: Any = None
+    reward_weights: Any = _DEFAULTS["reward_weights"]
 
     def __post_init__(self) -> None:
+        if self.beta is None:  # DPO's temperature, or GRPO's KL weight (0: no reference model, as TRL)
+            self.beta = 0.0 if self.objective == "grpo" else 0.1
+        if self.objective == "grpo" and self.eval_metric == "loss":  # the default: GRPO's validation has no loss
+            self.eval_metric = "reward"
+        if isinstance(self.scale_rewards, bool):  # TRL's booleans
+            self.scale_rewards = "group" if self.scale_rewards else "none"
         for key, ok, rule in self._checks():
             if not ok:
                 raise ConfigError(f"trainer.{key}: {rule}, got {getattr(self, key)!r}")
@@ -173,9 +213,22 @@ class TrainConfig:
             ("truncation_side", self.truncation_side in SIDES, f"must be one of {list(SIDES)}"),
             ("preview_examples", self.preview_examples >= 0, "must be >= 0"),
             ("objective", self.objective in OBJECTIVES, f"must be one of {list(OBJECTIVES)}"),
-            ("beta", self.beta > 0, "must be > 0"),
+            (
+                "beta",
+                self.beta >= 0 if self.objective == "grpo" else self.beta > 0,
+                "must be >= 0" if self.objective == "grpo" else "must be > 0",
+            ),
             ("label_smoothing", 0 <= self.label_smoothing < 0.5, "must be in [0, 0.5)"),
             ("simpo_gamma", self.simpo_gamma >= 0, "must be >= 0"),
+            ("num_generations", self.num_generations >= 2, "must be >= 2 (advantages compare a prompt's completions)"),
+            ("max_new_tokens", self.max_new_tokens >= 1, "must be >= 1"),
+            ("temperature", self.temperature > 0, "must be > 0 (GRPO samples)"),
+            ("top_p", 0 < self.top_p <= 1, "must be in (0, 1]"),
+            ("epsilon", 0 <= self.epsilon < 1, "must be in [0, 1)"),
+            ("epsilon_high", self.epsilon_high is None or self.epsilon_high >= 0, "must be >= 0 or null"),
+            ("loss_type", self.loss_type in GRPO_LOSS_TYPES, f"must be one of {list(GRPO_LOSS_TYPES)}"),
+            ("scale_rewards", self.scale_rewards in SCALE_REWARDS, f"must be one of {list(SCALE_REWARDS)}"),
+            ("num_iterations", self.num_iterations >= 1, "must be >= 1"),
         ]
 
     @property

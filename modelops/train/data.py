@@ -20,7 +20,7 @@ from modelops.train.batching import (
 )
 from modelops.train.config import TrainConfig
 
-CAUSAL_FORMATS = ("text", "completion", "instruction", "chat", "preference")
+CAUSAL_FORMATS = ("text", "completion", "instruction", "chat", "preference", "prompt")
 
 
 @dataclass
@@ -75,11 +75,11 @@ def check_task(spec: ModelSpec, dataset, config: TrainConfig) -> TrainConfig:
         config = _without_periodic_eval(config, dataset)
     from modelops.train.config import EVAL_METRICS
 
-    tracked = "preference" if config.objective != "sft" else spec.task
+    tracked = {"sft": spec.task, "grpo": "grpo"}.get(config.objective, "preference")
     if config.eval_every and config.eval_metric not in EVAL_METRICS[tracked]:
         raise ConfigError(
             f"trainer.eval_metric: {config.eval_metric!r} is not tracked for {spec.task}"
-            f"{f' with trainer.objective={config.objective}' if tracked == 'preference' else ''}; "
+            f"{f' with trainer.objective={config.objective}' if config.objective != 'sft' else ''}; "
             f"use one of {list(EVAL_METRICS[tracked])}"
         )
     return config
@@ -106,10 +106,15 @@ def _check_objective(spec: ModelSpec, dataset, config: TrainConfig) -> None:
     """A preference objective needs a causal LM and preference pairs; they are trained on nothing else."""
     if config.objective == "sft":
         return
+    if config.objective == "grpo" and spec.task != "causal_lm":
+        raise ConfigError(f"trainer.objective=grpo: generates completions, for causal LMs, not model.task={spec.task}")
     if spec.task != "causal_lm":
         raise ConfigError(
             f"trainer.objective={config.objective}: preference tuning is for causal LMs, not model.task={spec.task}"
         )
+    if config.objective == "grpo":
+        _check_grpo(dataset, config)
+        return
     if dataset.format != "preference":
         raise ConfigError(
             f"trainer.objective={config.objective} trains on preference pairs (prompt, chosen, rejected), "
@@ -125,6 +130,27 @@ def _check_objective(spec: ModelSpec, dataset, config: TrainConfig) -> None:
         )
 
 
+def _check_grpo(dataset, config: TrainConfig) -> None:
+    """GRPO samples completions of `prompt` rows and scores them with reward functions."""
+    from modelops.tasks.rewards import build_rewards
+
+    if dataset.format != "prompt":
+        hint = " (a prompt/answer file is read as completion data: set dataset.format=prompt)" if (
+            dataset.format == "completion") else ""  # fmt: skip
+        raise ConfigError(
+            f"trainer.objective=grpo samples completions of prompts: it needs `prompt` data (a prompt column, text "
+            f"or chat messages, and the columns the rewards read), not {dataset.format!r}{hint}"
+        )
+    if config.batching == "packing":
+        raise ConfigError("trainer.batching=packing: not with trainer.objective=grpo (prompts are generated from)")
+    if not config.rewards:
+        raise ConfigError(
+            "trainer.rewards: trainer.objective=grpo needs at least one reward function, e.g. "
+            "trainer.rewards=[{_target_: modelops.tasks.rewards.correctness, _partial_: true, column: answer}]"
+        )
+    build_rewards(config.rewards, config.reward_weights)  # names a bad entry before anything is loaded
+
+
 def setup_data(
     dataset, tokenizer, spec: ModelSpec, config: TrainConfig, packed_layout: str = "block_mask"
 ) -> TrainData:
@@ -135,6 +161,10 @@ def setup_data(
             (`modelops.tasks.packing.LAYOUTS`; `packing.packed_layout(model)` chooses it for a model).
     """
     config = check_task(spec, dataset, config)
+    if config.objective == "grpo":
+        from modelops.train.grpo import prompt_data
+
+        return prompt_data(dataset, tokenizer, spec, config)
     if config.objective != "sft":
         return _pairs(dataset, tokenizer, spec, config)
     build = _classification if spec.task == "seq_cls" else _causal_lm

@@ -146,7 +146,8 @@ def _resume_key(dataset, spec: ModelSpec, config: TrainConfig, accelerator, tota
         "batch_size": config.batch_size, "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "batching": config.batching, "seed": config.seed, "num_processes": accelerator.num_processes,
         "total_steps": total_steps, "objective": config.objective,
-    }  # fmt: skip
+    } | ({"num_generations": config.num_generations, "num_iterations": config.num_iterations}
+         if config.objective == "grpo" else {})  # fmt: skip
 
 
 def train(
@@ -189,7 +190,10 @@ def train(
         _announce(accelerator, record, f"attention: {model.config._attn_implementation} ({why})")
     # The data needs the tokenizer; the step count needs the sharded loader; the scheduler needs the step count.
     data, loader = _setup_data(accelerator, dataset, tokenizer, model, spec, config, run_dir, record)
-    total_steps = config.max_steps or math.ceil(len(loader) / config.gradient_accumulation_steps) * config.epochs
+    grpo = config.objective == "grpo"
+    # GRPO takes num_iterations optimizer steps on each generation (a window of prompts).
+    windows_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
+    total_steps = config.max_steps or windows_per_epoch * config.epochs * (config.num_iterations if grpo else 1)
     optimizer, scheduler = _setup_optimizer(model, config, total_steps, accelerator.device)
     loss_step = _setup_objective(accelerator, model, spec, config)  # before prepare: the reference is the initial model
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
@@ -199,21 +203,37 @@ def train(
         model.compile()
     state = LoopState(key=_resume_key(dataset, spec, config, accelerator, total_steps))
     checkpoints = Checkpointer(accelerator, model, state, run_dir, config.keep_checkpoints)
+    rollouts = None
+    if grpo:  # the completions being stepped on travel with every checkpoint
+        from modelops.train.grpo import Rollouts
+
+        rollouts = Rollouts()
+        accelerator.register_for_checkpointing(rollouts)
     resumed_from = _resume(checkpoints, config.resume, run_dir, record)
     if resumed_from is None:
         set_seed(config.seed, device_specific=True)  # per-process dropout streams
         if accelerator.is_main_process:
             set_aside(run_dir / "metrics.jsonl")  # a training that starts over never adds to an earlier curve
-    stepper = _Stepper(accelerator, model, optimizer, scheduler, spec.task == "causal_lm", config.max_grad_norm,
-                       loss_step, config.liger, config.chunked_loss)  # fmt: skip
+    windows = _windows(accelerator, loader, data.sampler, state, config.gradient_accumulation_steps)
+    if grpo:
+        from modelops.train.grpo import GRPOStepper
+
+        stepper = GRPOStepper(accelerator, model, optimizer, scheduler, tokenizer, data.prompts, config, loss_step,
+                              rollouts)  # fmt: skip
+        windows = stepper.feed(windows)
+        scorer = None if data.validation is None else functools.partial(stepper.validate, data.validation,
+                                                                         config.eval_batch_size)  # fmt: skip
+    else:
+        stepper = _Stepper(accelerator, model, optimizer, scheduler, spec.task == "causal_lm", config.max_grad_norm,
+                           loss_step, config.liger, config.chunked_loss)  # fmt: skip
+        scorer = _pair_scorer(loss_step, accelerator, model, data, config)
     log = _setup_logging(accelerator, config, spec, run_dir, record, total_steps, state.step, metric_sinks)
-    evaluation = EvalSchedule(accelerator, model, data.validation, data.eval_collate, config, stepper.causal,
-                              len(dataset.labels or []), log, record, checkpoints.save_best,
-                              _pair_scorer(loss_step, accelerator, model, data, config))  # fmt: skip
+    evaluation = EvalSchedule(accelerator, model, data.validation, data.eval_collate, config,
+                              spec.task == "causal_lm", len(dataset.labels or []), log, record, checkpoints.save_best,
+                              scorer)  # fmt: skip
     record.update(status="running", total_steps=total_steps)
     record.event("training started", total_steps=total_steps, from_step=state.step,
                  trainable_parameters=_trainable(model), processes=accelerator.num_processes)  # fmt: skip
-    windows = _windows(accelerator, loader, data.sampler, state, config.gradient_accumulation_steps)
     _loop(state, windows, stepper, log, evaluation, checkpoints, config, total_steps, record)
     log.close()
     model_dir = _finish(accelerator, model, tokenizer, spec, dataset, config, state, checkpoints, record, run_dir)
@@ -249,9 +269,15 @@ def _loop(state: LoopState, windows: Iterator[list[dict[str, Any]]], stepper: _S
 
 
 def _setup_objective(accelerator, model, spec: ModelSpec, config: TrainConfig):
-    """The loss step of a preference objective (None for SFT: the stepper's own loss)."""
+    """The loss step of a preference objective (None for SFT: the stepper's own loss); GRPO's reference (or None)."""
     if config.objective == "sft":
         return None
+    if config.objective == "grpo":
+        from modelops.tasks.preference import Reference
+
+        if not config.beta:  # no KL term: no reference model (as TRL)
+            return None
+        return Reference(model, spec.peft is not None, accelerator.autocast).to(accelerator.device)
     from modelops.tasks.preference import preference_step
 
     return preference_step(model, spec.peft is not None, config.objective, config.beta, config.label_smoothing,
