@@ -62,7 +62,7 @@ def tokenize_causal_lm(
     import datasets
 
     _check_options(max_length)
-    bos = _bos_to_add(tokenizer)
+    bos = bos_to_add(tokenizer)
     # Text rows are all answer; "all" also keeps an EOS written inside the text from ending the loss there.
     mode = "all" if fmt == "text" else loss_on
 
@@ -105,7 +105,7 @@ def _check_options(max_length: int) -> None:
         raise ConfigError(f"max_length={max_length!r} must be an integer >= 2")
 
 
-def _bos_to_add(tokenizer) -> int | None:
+def bos_to_add(tokenizer) -> int | None:
     """The BOS id when the tokenizer's own post-processing would put it first, else None."""
     bos = tokenizer.bos_token_id
     if bos is None:

@@ -32,6 +32,7 @@ from modelops.errors import ConfigError, DataError, JobError
 from modelops.models.generation import generate_ids, generation_options, left_pad, stop_ids
 from modelops.tasks import grpo as math_
 from modelops.tasks.rewards import Reward, build_rewards, score
+from modelops.tasks.sft import bos_to_add
 from modelops.train.config import TrainConfig
 
 #: What the loop logs for a GRPO step besides loss, learning rate and tokens/s (TRL's names where it has them).
@@ -87,7 +88,12 @@ def tokenize_prompts(dataset, split: str, tokenizer, max_length: int, max_new_to
     table = dataset[split]
     prompts = table["prompt"]
     texts = [prompt_text(p, tokenizer) for p in prompts]
-    ids = tokenizer(texts)["input_ids"]
+    # As SFT tokenises (`modelops.tasks.sft`): BOS first when the tokenizer adds one, never twice (a chat
+    # template that writes it already).
+    bos = bos_to_add(tokenizer)
+    ids = [[bos] if bos is not None and not text.startswith(tokenizer.bos_token) else [] for text in texts]
+    for row, tokens in zip(ids, tokenizer(texts, add_special_tokens=False)["input_ids"], strict=True):
+        row.extend(tokens)
     keep, cut, skipped = [], [], []
     for i, row in enumerate(ids):
         if len(row) > max_prompt:

