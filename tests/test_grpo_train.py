@@ -72,6 +72,7 @@ def _train_in_process(run_dir: Path, dataset, **options):
     return train(spec, dataset, config, run_dir)
 
 
+@pytest.mark.slow
 def test_grpo_steps_logs_and_resumes_mid_generation_exactly(tmp_path):
     dataset = _dataset(16)  # 8 batches of 2 prompts, 4 generations (windows of 2 batches), 2 steps each: 8 steps
     full = tmp_path / "full"
@@ -110,15 +111,81 @@ def _initial_adapter(tmp_path: Path):
 def test_grpo_refuses_what_it_cannot_train(tmp_path):
     from modelops.data.demo_formats import arithmetic_demo
 
-    with pytest.raises(ConfigError, match="trainer.rewards: trainer.objective=grpo needs at least one reward"):
+    with pytest.raises(ConfigError, match=r"trainer.rewards: trainer.objective=grpo needs at least one reward"):
         _train_in_process(tmp_path / "a", _dataset(), rewards=[])
     completion = arithmetic_demo(n=16, validation=0, test=0, form="completion")
-    with pytest.raises(ConfigError, match="needs `prompt` data.*not 'completion'.*set dataset.format=prompt"):
+    with pytest.raises(ConfigError, match=r"needs `prompt` data.*not 'completion'.*set dataset.format=prompt"):
         _train_in_process(tmp_path / "b", completion)
-    with pytest.raises(ConfigError, match="trainer.num_generations: must be >= 2"):
+    with pytest.raises(ConfigError, match=r"trainer.num_generations: must be >= 2"):
         _train_in_process(tmp_path / "c", _dataset(), num_generations=1)
-    with pytest.raises(ConfigError, match="trainer.loss_type: must be one of"):
+    with pytest.raises(ConfigError, match=r"trainer.loss_type: must be one of"):
         _train_in_process(tmp_path / "d", _dataset(), loss_type="ppo")
-    with pytest.raises(ConfigError, match="trainer.max_new_tokens=60 leaves no room for a prompt"):
+    with pytest.raises(ConfigError, match=r"trainer.max_new_tokens=60 leaves no room for a prompt"):
         _train_in_process(tmp_path / "e", _dataset(), max_new_tokens=60)
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+
+
+def _start(run_dir: Path, dataset, **options):
+    from modelops import FineTuningJob
+
+    job = FineTuningJob(model=MODEL, dataset=dataset, output_dir=run_dir, tracking="none", **{**TRAINER, **options})
+    return job.start()
+
+
+def _resume_worker(run_dir: Path) -> int:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "modelops.run", str(run_dir)]
+    return subprocess.run(command, env=env, capture_output=True, timeout=900).returncode
+
+
+@pytest.mark.slow
+def test_grpo_job_sigkilled_mid_run_resumes_to_the_same_weights(tmp_path):
+    # Rewards given as Python partials on one side and as config nodes on the other: the same training.
+    full = _start(tmp_path / "full", _dataset(24), checkpoint_every=2, rewards=_rewards())
+    assert full.wait(timeout=900) == "succeeded", full.error
+    job = _start(tmp_path / "run", _dataset(24), checkpoint_every=2, rewards=REWARDS)
+    deadline = time.monotonic() + 600
+    while not complete_checkpoints(job.run_dir):
+        assert job.status in ("queued", "validating", "running"), job.error
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.kill(job._read()["pid"], signal.SIGKILL)
+    assert job.wait(timeout=60) == "failed"
+    killed_at = int(complete_checkpoints(job.run_dir)[-1].name[5:])
+    assert killed_at < 12
+    assert _resume_worker(job.run_dir) == 0
+    doc = json.loads((job.run_dir / "job.json").read_text())
+    assert doc["status"] == "succeeded"
+    assert any(e["message"] == "resumed" and e["step"] == killed_at for e in doc["events"])
+    assert _max_diff(_adapter(job.run_dir), _adapter(full.run_dir)) == 0.0
+
+
+def test_a_reward_function_the_job_cannot_import_is_refused_at_once(tmp_path):
+    from modelops import FineTuningJob
+
+    with pytest.raises(ConfigError, match=r"trainer.rewards.0: .* cannot be imported by the job's own process"):
+        FineTuningJob(model=MODEL, dataset=_dataset(), output_dir=tmp_path / "j", **{**TRAINER,
+                      "rewards": [lambda prompts, completions, **columns: [1.0] * len(completions)]})  # fmt: skip
+    assert not (tmp_path / "j").exists()
+
+
+@pytest.mark.slow
+def test_grpo_two_processes_split_the_groups_and_reduce_the_rewards(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    args = ["+recipe=grpo_tiny", "model.name_or_path=tiny-llama", "dataset.n=40", "dataset.validation=0",
+            "dataset.test=0", "trainer.max_steps=3", "trainer.batch_size=2", "trainer.num_generations=4",
+            "trainer.max_new_tokens=4", "trainer.log_every=1", "trainer.eval_every=null", "tracking=none",
+            "hydra.run.dir=outputs/grpo"]  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "modelops", *args]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "outputs" / "grpo"
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for row in rows:
+        # 2 processes x 2 prompts x 4 completions = 16 completions: a correctness mean is a multiple of 1/16,
+        # reduced over both processes (one process alone would give multiples of 1/8)
+        assert abs(row["rewards/correctness/mean"] * 16 - round(row["rewards/correctness/mean"] * 16)) < 1e-6
+        assert 1 <= row["completions/mean_length"] <= 4
+    job = json.loads((run_dir / "job.json").read_text())
+    assert job["status"] == "succeeded" and (run_dir / "model" / "modelops.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import secrets
@@ -71,9 +72,33 @@ def _tracking_node(tracking: str | dict) -> dict[str, Any]:
     return node
 
 
+def _reward_node(fn: Any, index: int) -> dict[str, Any]:
+    """A reward function given in Python as the `_partial_` node the job's process makes it from again."""
+    if isinstance(fn, dict):
+        return fn
+    keywords: dict[str, Any] = {}
+    while isinstance(fn, functools.partial):
+        if fn.args:
+            raise ConfigError(f"trainer.rewards.{index}: give a partial's arguments by keyword, not position")
+        keywords, fn = {**fn.keywords, **keywords}, fn.func
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not callable(fn) or not module or module == "__main__" or "<" in name:
+        raise ConfigError(
+            f"trainer.rewards.{index}: {fn!r} cannot be imported by the job's own process; define the reward "
+            "function at the top level of an importable module (not __main__, a lambda or a nested function)"
+        )
+    return {"_target_": f"{module}.{name}", "_partial_": True, **keywords}
+
+
 def _trainer_node(options: dict[str, Any]) -> dict[str, Any]:
-    """`conf/trainer/default.yaml` with `options` over it: the node the CLI's `trainer=default` composes."""
+    """`conf/trainer/default.yaml` with `options` over it: the node the CLI's `trainer=default` composes.
+
+    Reward functions given as Python callables become `_partial_` nodes (the job's process imports them).
+    """
     from modelops.config.options import conf_node
+
+    if options.get("rewards"):
+        options = {**options, "rewards": [_reward_node(fn, i) for i, fn in enumerate(options["rewards"])]}
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(options) - known)
@@ -122,6 +147,9 @@ class FineTuningJob:
         self.registry_node = {"_target_": "modelops.registry.settings.RegistryConfig", "name": registry_name}
         self.model_node = _model_node(model, dataset)
         self.trainer_node = _trainer_node({**{k: v for k, v in named.items() if v is not None}, **trainer_options})
+        # Reward functions handed over as Python objects are trusted: their modules may be imported by the job.
+        self.allowed_targets = sorted({node["_target_"] for node in self.trainer_node.get("rewards") or []
+                                       if not node["_target_"].startswith("modelops.")})  # fmt: skip
         self.dataset = dataset
         self.run_dir = Path(output_dir) if output_dir else _new_run_dir()
         self.num_processes = num_processes
@@ -198,7 +226,7 @@ class FineTuningJob:
                    "path": str((self.run_dir / "data" / "input").resolve())}  # fmt: skip
         return {"dataset": dataset, "model": self.model_node, "trainer": self.trainer_node,
                 "tracking": self.tracking_node, "registry": self.registry_node, "stages": ["train"],
-                "allowed_targets": []}  # fmt: skip
+                "allowed_targets": getattr(self, "allowed_targets", [])}  # fmt: skip
 
     def _claim(self) -> str:
         """Refuse a run directory that holds a job (another one, or this one already started); see `overwrite`."""
