@@ -242,3 +242,27 @@ def test_arithmetic_rows_reuse_the_lm_eval_task_rows_and_agree_across_styles():
         assert int(prompt["answer"]) == eval(gsm["question"][len("What is ") : -1])  # our own sums
     with pytest.raises(ConfigError, match="style"):
         arithmetic_rows(3, style="chat")
+
+
+# -- from config ----------------------------------------------------------------------------------
+
+
+def test_dataset_format_prompt_from_config_keeps_the_answer(tmp_path):
+    from omegaconf import OmegaConf
+
+    from modelops.config.construct import construct
+    from modelops.config.validate import check_node
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+    train = _jsonl(tmp_path / "train.jsonl", ROWS)
+    node = OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(conf / "files.yaml"),
+                                                  {"train": str(train), "format": "prompt"}))  # fmt: skip
+    check_node("dataset", node)
+    dataset = construct(node, "dataset")
+    assert dataset.format == "prompt" and dataset["train"].to_list() == ROWS
+
+    for style in ("prompt", "completion"):
+        node = OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(conf / "arithmetic.yaml"), {"style": style}))
+        check_node("dataset", node)
+        dataset = construct(node, "dataset")
+        assert dataset.format == style and dataset.split_names == ["train", "validation", "test"]
