@@ -1,6 +1,6 @@
 """Row formats: which fields each format holds, how a format is detected, and how rows are checked.
 
-Six formats, each a set of canonical fields:
+Seven formats, each a set of canonical fields:
 
 ==============  ==========================================  =================
 format          required fields                             optional fields
@@ -11,7 +11,14 @@ instruction     ``instruction``, ``output``                 ``input``
 completion      ``prompt``, ``completion``
 classification  ``text``, ``label`` (str or int)
 text            ``text``
+prompt          ``prompt`` (text or ``[{role, content}]``)
 ==============  ==========================================  =================
+
+`prompt` rows are prompts without answers (GRPO generates the answers): the prompt is a non-empty
+string or a list of chat messages ending on a user or system turn (one form per dataset); the other
+columns (``answer``, ...) are kept as they are for reward functions. It is detected last: a file
+with a prompt and an ``answer`` column is completion data (``answer`` is a usual name of
+``completion``), unless ``format=prompt`` says otherwise.
 
 ShareGPT rows (``conversations: [{from, value}]``) are chat rows: ``from`` human/gpt/system becomes
 role user/assistant/system. Preference rows are text or chat pairs; `preference` converts ShareGPT
@@ -69,11 +76,12 @@ FORMATS: dict[str, Format] = {
     "completion": Format("completion", ("prompt", "completion")),
     "classification": Format("classification", ("text", "label")),
     "text": Format("text", ("text",)),
+    "prompt": Format("prompt", ("prompt",)),
 }
 
 #: Most specific first, so that a file with both `text` and `label` is classification, not text, and
 #: one with `messages` (or `conversations`) beside `chosen` and `rejected` is preference, not chat.
-DETECTION_ORDER = ("preference", "chat", "instruction", "completion", "classification", "text")
+DETECTION_ORDER = ("preference", "chat", "instruction", "completion", "classification", "text", "prompt")
 
 #: Every name a column mapping may target.
 CANONICAL_FIELDS = frozenset(f for spec in FORMATS.values() for f in spec.fields) | {SHAREGPT_FIELD}
@@ -242,6 +250,8 @@ def check_row(row: Any, fmt: str, seen: dict[str, Any]) -> dict[str, Any]:
         raise RowProblem("not_object", f"expected a JSON object, got {type_name(row)}")
     if fmt == "preference":
         return preference.check_row(row, seen)
+    if fmt == "prompt":
+        return _check_prompt_row(row, seen)
     if fmt == "chat" and "messages" not in row and SHAREGPT_FIELD in row:
         row = {("messages" if k == SHAREGPT_FIELD else k): v for k, v in row.items()}
         row["messages"] = _sharegpt_messages(row["messages"])
@@ -252,6 +262,38 @@ def check_row(row: Any, fmt: str, seen: dict[str, Any]) -> dict[str, Any]:
     for name in spec.fields:
         if name in row:
             _check_field(name, row[name], seen)
+    return row
+
+
+def _check_prompt_row(row: dict[str, Any], seen: dict[str, Any]) -> dict[str, Any]:
+    """A `prompt` row: a non-empty string, or chat messages ending on a user/system turn; one form per file."""
+    prompt = row.get("prompt")
+    if prompt is None:
+        raise RowProblem("missing_field", "missing required field 'prompt' for format prompt")
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise RowProblem("empty_field", "field 'prompt' is empty")
+        form = "text"
+    elif isinstance(prompt, list):
+        try:
+            _check_messages(prompt)
+        except RowProblem as problem:
+            raise RowProblem(problem.reason, problem.message.replace("'messages", "'prompt")) from None
+        if prompt[-1]["role"] == "assistant":
+            raise RowProblem(
+                "not_user", "field 'prompt': the last turn is the assistant's; a prompt ends on the user's"
+            )
+        form = "chat"
+    else:
+        raise RowProblem(
+            "wrong_type", f"field 'prompt': expected a string or a list of messages, got {type_name(prompt)}"
+        )
+    first = seen.setdefault("prompt", form)
+    if form != first:
+        raise RowProblem(
+            "wrong_type",
+            f"field 'prompt': a {form} prompt here, but {first} prompts in earlier rows; use one form for every row",
+        )
     return row
 
 
@@ -324,6 +366,8 @@ def table_problem(table: Any, fmt: str) -> str | None:
 
     if fmt == "preference":
         return preference.table_problem(table)
+    if fmt == "prompt":
+        return _prompt_table_problem(table)
     spec = FORMATS[fmt]
     names = table.column_names
     for name in spec.required:
@@ -348,6 +392,31 @@ def table_problem(table: Any, fmt: str) -> str | None:
     return None
 
 
+def _prompt_table_problem(table: Any) -> str | None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "prompt" not in table.column_names:
+        return "no column 'prompt'"
+    column = table.column("prompt")
+    if column.null_count:
+        return "nulls in 'prompt'"
+    kind = table.schema.field("prompt").type
+    if is_string(kind):
+        return "an empty 'prompt'" if pc.any(pc.equal(pc.utf8_trim_whitespace(column), "")).as_py() else None
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+        return f"'prompt' is {kind}"
+    problem = messages_problem(column, ("role", "content"), ROLES, pc)
+    if problem:
+        return f"'prompt': {problem}"
+    column = column.combine_chunks()
+    if not len(column):
+        return None
+    ends = pc.subtract(column.offsets[1:], column.offsets[0].as_py() + 1)  # each row's last message (non-empty)
+    last_roles = pc.take(pc.struct_field(pc.list_flatten(column), "role"), ends)
+    return "a 'prompt' ending on the assistant" if pc.any(pc.equal(last_roles, "assistant")).as_py() else None
+
+
 def canonical_table(table: Any, fmt: str) -> Any:
     """`table` (already checked) with ShareGPT turned into messages, canonical types and fields first."""
     import pyarrow as pa
@@ -360,6 +429,9 @@ def canonical_table(table: Any, fmt: str) -> Any:
         messages = rebuild_messages(table.column(column), keys)
         index = table.column_names.index(column)
         table = table.set_column(index, "messages", messages)
+    if fmt == "prompt" and not is_string(table.schema.field("prompt").type):
+        index = table.column_names.index("prompt")
+        table = table.set_column(index, "prompt", rebuild_messages(table.column("prompt"), ("role", "content")))
     for index, name in enumerate(table.column_names):
         kind = table.schema.field(name).type
         if pa.types.is_large_string(kind) or (name == "input" and pa.types.is_null(kind)):

@@ -17,7 +17,8 @@ from modelops.errors import ConfigError
 from modelops.sanitize.step import SanitizeStep, StepContext, map_batches, mark, present_fields, row_texts
 
 # The column that is the answer for the row's input: same input, different answer = a conflict.
-_TARGETS = {"classification": "label", "completion": "completion", "instruction": "output"}
+# A prompt row's `answer` column (kept beside the prompt for reward functions) is its answer when it has one.
+_TARGETS = {"classification": "label", "completion": "completion", "instruction": "output", "prompt": "answer"}
 _ON_CONFLICT = ("keep", "drop", "report")
 _FULL, _INPUT = "__full_key", "__input_key"
 PAIR_FIELDS = ("prompt", "chosen", "rejected")

@@ -33,6 +33,7 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "instruction": ("instruction", "input", "output"),
     "chat": ("messages",),
     "preference": ("prompt", "chosen", "rejected"),
+    "prompt": ("prompt",),
 }
 
 #: The fields of an evaluation row that decontamination looks for in training rows, where not all its

@@ -8,7 +8,8 @@ The formulas are TRL 1.16 ``GRPOTrainer``'s (``trl/trainer/grpo_trainer.py``), c
   (``scale_rewards="group"``), over the whole batch (``"batch"``) or no division (``"none"``). A NaN reward (every
   reward function abstained) is left out of the means and gets advantage 0.
 - per token (``_compute_loss``): ``ρ = exp(logπ - logπ_old)``,
-  ``loss = -min(ρ·A, clip(ρ, 1-ε, 1+ε_high)·A) + β·(exp(logπ_ref - logπ) - (logπ_ref - logπ) - 1)``.
+  ``loss = -min(ρ·A, clip(ρ, 1-ε, 1+ε_high)·A) + β·ρ·(exp(logπ_ref - logπ) - (logπ_ref - logπ) - 1)``
+  (the factor ρ is TRL's default ``use_bias_correction_kl=True``; ``bias_correction_kl=False`` drops it).
 - aggregation per ``loss_type``: ``grpo`` mean over each sequence's tokens, then over sequences; ``dr_grpo`` token
   sum / (sequences × max_completion_length); ``dapo`` token sum / tokens of the whole step; ``bnpo`` token mean of
   the micro-batch.
@@ -141,6 +142,7 @@ def per_token_loss(
     epsilon: float,
     epsilon_high: float | None,
     beta: float,
+    bias_correction_kl: bool = True,
 ):
     """TRL 1.16's clipped surrogate per token, plus ``beta`` times the k3 KL to the reference when beta > 0.
 
@@ -153,6 +155,9 @@ def per_token_loss(
         epsilon: lower clip ε (ratio floor 1 - ε).
         epsilon_high: upper clip (ceiling 1 + epsilon_high); None: ``epsilon``.
         beta: KL coefficient.
+        bias_correction_kl: multiply the KL by the (differentiable) ratio ρ, as TRL 1.16's default
+            ``use_bias_correction_kl=True`` (DeepSeek-V3.2's unbiased reverse-KL gradient). This changes the KL's
+            gradient even on-policy, where ρ = 1 in value; the logged KL is the corrected one, as TRL's.
 
     Returns:
         (loss [B, C], stats): stats are scalar float tensors summed over the masked tokens, so that they add up over
@@ -176,6 +181,8 @@ def per_token_loss(
     if ref_logps is not None:
         delta = ref_logps - logps
         kl = torch.exp(delta) - delta - 1
+        if bias_correction_kl:
+            kl = kl * ratio
         if beta != 0:
             loss = loss + beta * kl
     with torch.no_grad():

@@ -5,9 +5,10 @@ A reward function is called with keywords, as TRL's ``GRPOTrainer`` calls one::
     fn(prompts=prompts, completions=completions, **columns) -> list[float | None]
 
 ``prompts`` and ``completions`` are aligned lists (a prompt repeated once per completion; a prompt is text or a
-list of chat messages), ``columns`` the rows' other columns, each a list aligned with the completions. A TRL
-reward function (``def f(completions, **kwargs)``) therefore works unchanged; TRL's extra keywords
-(``completion_ids``, ``trainer_state``, ``log_extra``, ``log_metric``) are not passed.
+list of chat messages; a completion is text, or for chat prompts TRL's ``[{"role": "assistant", "content": ...}]``,
+which the shipped functions read through `completion_text`), ``columns`` the rows' other columns, each a list
+aligned with the completions. A TRL reward function (``def f(completions, **kwargs)``) therefore works unchanged;
+TRL's extra keywords (``completion_ids``, ``trainer_state``, ``log_extra``, ``log_metric``) are not passed.
 
 A function may return None (or NaN) for a row only when marked with `may_abstain`; that row's reward from that
 function then counts 0 in the weighted sum (TRL's ``nansum``), and a row on which every function abstained has a
@@ -21,6 +22,7 @@ Shipped: `correctness` (the evaluator's answer filters, `modelops.data.answers`)
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -29,7 +31,7 @@ from numbers import Real
 from typing import Any
 
 from modelops.data import answers
-from modelops.errors import ConfigError, JobError
+from modelops.errors import ConfigError, JobError, did_you_mean
 
 #: Reward functions allowed to return None/NaN (see `may_abstain`).
 _ABSTAINING: set[Callable] = set()
@@ -49,6 +51,14 @@ def abstains(fn: Callable) -> bool:
         return fn in _ABSTAINING
     except TypeError:  # unhashable callable: never marked
         return False
+
+
+def completion_text(completion: Any) -> str:
+    """A completion's text: a string as it is; a chat completion (TRL's ``[{"role": "assistant", "content": ...}]``)
+    its messages' contents joined."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(str(message.get("content") or "") for message in completion)
 
 
 # -- shipped reward functions -------------------------------------------------------------------------
@@ -92,12 +102,11 @@ def correctness(
     A reference from which the filters extract nothing (or a missing/empty one) gives None: the function
     abstains on that row rather than punish every completion for a bad reference.
     """
+    fixed = _correctness_options("correctness", column=column, filters=filters, match=match)
     if column not in columns:
         raise ConfigError(
             f"correctness: the data has no column {column!r} (columns: {sorted(columns)}); set column=<name>"
         )
-    answers.check_match(match, key="correctness.match")
-    fixed = None if filters == "auto" else answers.build_filters(filters, key="correctness.filters")
     auto = {kind: answers.build_filters(spec) for kind, spec in _AUTO.items()} if fixed is None else {}
     out: list[float | None] = []
     for completion, raw in zip(completions, columns[column], strict=True):
@@ -106,7 +115,7 @@ def correctness(
             out.append(None)
             continue
         chain = fixed if fixed is not None else auto[_auto_kind(reference)]
-        result = answers.extract_and_match(chain, completion, reference, match=match)
+        result = answers.extract_and_match(chain, completion_text(completion), reference, match=match)
         out.append(None if result.match is None else float(result.match))
     return out
 
@@ -117,18 +126,61 @@ def format_match(prompts: list, completions: list[str], *, pattern: str, **colum
     ``re.DOTALL``: ``.`` also matches newlines, so ``^.*#### -?\\d+`` accepts a multi-line completion that ends its
     reasoning with ``#### 42``; anchor with ``^``/``$`` (``\\Z``) to ask for the whole completion.
     """
-    try:
-        compiled = re.compile(pattern, re.DOTALL)
-    except (re.error, TypeError) as exc:
-        raise ConfigError(f"format_match: pattern {pattern!r} does not compile: {exc}") from exc
-    return [1.0 if compiled.search(completion) else 0.0 for completion in completions]
+    compiled = _format_match_options("format_match", pattern=pattern)
+    return [1.0 if compiled.search(completion_text(completion)) else 0.0 for completion in completions]
 
 
 def length_penalty(prompts: list, completions: list[str], *, target: int, **columns: Any) -> list[float]:
     """``-max(0, len(completion) - target) / target`` (characters): 0 up to `target`, -1 at twice the target."""
+    _length_penalty_options("length_penalty", target=target)
+    return [-max(0, len(completion_text(completion)) - target) / target for completion in completions]
+
+
+# -- their options, checked when the rewards are built (key: the config key) and when called ----------
+
+
+def _correctness_options(key: str, *, column: Any = "answer", filters: Any = "auto", match: Any = "exact") -> Any:
+    """The fixed filter list (None for ``auto``); ConfigError naming ``key.<option>`` for a bad option."""
+    if not isinstance(column, str) or not column:
+        raise ConfigError(f"{key}.column: expected a column name, got {column!r}")
+    answers.check_match(match, key=f"{key}.match")
+    return None if filters == "auto" else answers.build_filters(filters, key=f"{key}.filters")
+
+
+def _format_match_options(key: str, *, pattern: Any) -> re.Pattern:
+    try:
+        return re.compile(pattern, re.DOTALL)
+    except (re.error, TypeError) as exc:
+        raise ConfigError(f"{key}.pattern: {pattern!r} does not compile: {exc}") from exc
+
+
+def _length_penalty_options(key: str, *, target: Any) -> None:
     if isinstance(target, bool) or not isinstance(target, int) or target <= 0:
-        raise ConfigError(f"length_penalty: target must be a positive number of characters, got {target!r}")
-    return [-max(0, len(completion) - target) / target for completion in completions]
+        raise ConfigError(f"{key}.target: expected a positive number of characters, got {target!r}")
+
+
+_OPTION_CHECKS: dict[Callable, Callable] = {
+    correctness: _correctness_options,
+    format_match: _format_match_options,
+    length_penalty: _length_penalty_options,
+}
+
+
+def _check_options(fn: Callable, key: str) -> None:
+    """A shipped reward (or a partial of one): its options known, the required ones given, their values valid."""
+    func, options = (fn.func, dict(fn.keywords)) if isinstance(fn, functools.partial) else (fn, {})
+    check = _OPTION_CHECKS.get(func)
+    if check is None:
+        return
+    params = {n: p for n, p in inspect.signature(func).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    for name in options:
+        if name not in params:
+            hint = did_you_mean(name, params)
+            raise ConfigError(f"{key}.{name}: unknown option of {func.__name__}{hint}; options: {sorted(params)}")
+    for name, param in params.items():
+        if param.default is param.empty and name not in options:
+            raise ConfigError(f"{key}.{name}: {func.__name__} needs it (with `_partial_: true`)")
+    check(key, **options)
 
 
 # -- building and scoring -----------------------------------------------------------------------------
@@ -154,9 +206,12 @@ def build_rewards(
 ) -> list[Reward]:
     """Rewards from the configured functions and weights (None: all 1.0); a repeated name gets ``_2``, ``_3``...
 
+    The shipped functions' options are checked here, before any generation: an unknown or missing option, a
+    pattern that does not compile, a bad filter list, ``match`` or ``target``.
+
     Raises:
-        ConfigError: naming `key` for no functions, a non-callable (by index), weights of another length or
-            non-finite weights.
+        ConfigError: naming `key` for no functions, a non-callable (by index), a shipped function's bad option
+            (``key.<i>.<option>``), weights of another length or non-finite weights.
     """
     functions = list(functions or [])
     if not functions:
@@ -164,6 +219,7 @@ def build_rewards(
     for i, fn in enumerate(functions):
         if not callable(fn):
             raise ConfigError(f"{key}.{i}: {fn!r} is not callable (a reward needs `_partial_: true` with options)")
+        _check_options(fn, f"{key}.{i}")
     wkey = key.rsplit(".", 1)[0] + ".reward_weights" if "." in key else "reward_weights"
     weights = [1.0] * len(functions) if weights is None else list(weights)
     if len(weights) != len(functions):
