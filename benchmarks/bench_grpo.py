@@ -1,11 +1,11 @@
 """GRPO throughput and reward curve: modelops' loop against TRL's `GRPOTrainer` (no vLLM), side by side.
 
 Both start from the same model: the tiny Llama (seeded random weights, byte tokenizer) after a short SFT
-warm-up on sums ("What is 3 + 4?" -> " #### 7", made here with modelops' SFT, 1 epoch), so the rewards
-are neither all 0 nor all 1. Then GRPO on the prompt rows of the same sums, the same on both sides: full
-fine-tuning, `--prompts-per-step` prompts per optimizer step, `--generations` completions each, at most
-`--new-tokens` new tokens, temperature 1, top-p 1, beta 0 (no reference), loss `dapo`, rewards
-correctness (1 for the right number) + 0.2 x format (` #### N`), AdamW at a constant learning rate, fp32,
+warm-up on sums ("Question: What is 3 + 4?\nAnswer:" -> " 3 + 4 = 7\n#### 7", made here with modelops' SFT,
+1 epoch), so the rewards are neither all 0 nor all 1. Then GRPO on the prompt rows of the same sums, the same
+on both sides: full fine-tuning, `--prompts-per-step` prompts per optimizer step, `--generations` completions
+each, at most `--new-tokens` new tokens, temperature 1, top-p 1, beta 0 (no reference), loss `dapo`, rewards
+correctness (1 for the right number) + 0.2 x format (ends in `#### N`), AdamW at a constant learning rate, fp32,
 one optimizer step per generation. TRL is configured as a careful user would: bf16 and gradient
 checkpointing off (its defaults turn both on, also on a CPU), no reporting, no saving, generation with
 transformers (`use_vllm=False`), dropout disabled on both sides (the tiny Llama has none).
@@ -15,7 +15,7 @@ to the end of the last; setup left out on both sides), the ratios, and the rewar
 of 10 steps; the prompts come in a different order on each side and completions are sampled, so single
 steps differ) with their largest gap.
 
-    python benchmarks/bench_grpo.py [--steps 60] [--prompts-per-step 8] [--generations 8] [--new-tokens 12]
+    python benchmarks/bench_grpo.py [--steps 60] [--prompts-per-step 8] [--generations 8] [--new-tokens 20]
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-LR, SEED, MAX_LENGTH, LARGEST, FORMAT = 2e-4, 0, 64, 5, r"^ #### \d+$"
+LR, SEED, MAX_LENGTH, LARGEST, FORMAT = 2e-4, 0, 64, 5, r"#### -?\d+$"
 
 
 def warm_up(workdir: Path) -> Path:
-    """The start model of both sides: SFT of the tiny Llama on " #### N" completions (one epoch)."""
-    from modelops.data.demo_formats import arithmetic_demo
+    """The start model of both sides: SFT of the tiny Llama on worked " a + b = c\\n#### c" completions (one epoch)."""
+    from modelops.data.arithmetic import arithmetic_demo
     from modelops.models.spec import ModelSpec
     from modelops.train.config import TrainConfig
     from modelops.train.loop import train
 
-    data = arithmetic_demo(n=800, seed=SEED, validation=0, test=0, form="completion", largest=LARGEST)
+    data = arithmetic_demo(n=800, seed=SEED, validation=0, test=0, style="completion", largest=LARGEST)
     config = TrainConfig(epochs=1, batch_size=16, learning_rate=2e-3, warmup_ratio=0.05, seed=SEED, resume=None,
                          checkpoint_every=None, cache_dir=str(workdir / "cache"), preview_examples=0,
                          log_every=50)  # fmt: skip
@@ -49,9 +49,9 @@ def warm_up(workdir: Path) -> Path:
 
 
 def prompts(n: int) -> list[dict]:
-    from modelops.data.demo_formats import arithmetic_demo
+    from modelops.data.arithmetic import arithmetic_demo
 
-    table = arithmetic_demo(n=n, seed=SEED + 1, validation=0, test=0, form="prompt", largest=LARGEST)["train"]
+    table = arithmetic_demo(n=n, seed=SEED + 1, validation=0, test=0, style="prompt", largest=LARGEST)["train"]
     return [{"prompt": r["prompt"], "answer": r["answer"]} for r in table]
 
 
@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--prompts-per-step", type=int, default=8)
     parser.add_argument("--generations", type=int, default=8)
-    parser.add_argument("--new-tokens", type=int, default=12)
+    parser.add_argument("--new-tokens", type=int, default=20)
     options = parser.parse_args()
     rows = prompts(options.steps * options.prompts_per_step)
     with tempfile.TemporaryDirectory() as tmp:

@@ -42,10 +42,10 @@ def _rewards():
 
 
 def _dataset(n: int = 16):
+    from modelops.data.arithmetic import arithmetic_demo
     from modelops.data.dataset import Dataset
-    from modelops.data.demo_formats import arithmetic_demo
 
-    return Dataset({"train": arithmetic_demo(n=n, seed=2, validation=0, test=0)["train"]}, format="prompt")
+    return Dataset({"train": arithmetic_demo(n=n, seed=2, validation=0, test=0, largest=5)["train"]}, format="prompt")
 
 
 def _adapter(run_dir: Path):
@@ -109,11 +109,11 @@ def _initial_adapter(tmp_path: Path):
 
 
 def test_grpo_refuses_what_it_cannot_train(tmp_path):
-    from modelops.data.demo_formats import arithmetic_demo
+    from modelops.data.arithmetic import arithmetic_demo
 
     with pytest.raises(ConfigError, match=r"trainer.rewards: trainer.objective=grpo needs at least one reward"):
         _train_in_process(tmp_path / "a", _dataset(), rewards=[])
-    completion = arithmetic_demo(n=16, validation=0, test=0, form="completion")
+    completion = arithmetic_demo(n=16, validation=0, test=0, style="completion")
     with pytest.raises(ConfigError, match=r"needs `prompt` data.*not 'completion'.*set dataset.format=prompt"):
         _train_in_process(tmp_path / "b", completion)
     with pytest.raises(ConfigError, match=r"trainer.num_generations: must be >= 2"):

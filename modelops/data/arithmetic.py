@@ -23,23 +23,39 @@ from modelops.errors import ConfigError
 STYLES = ("prompt", "completion", "gsm8k")
 
 
-def _questions(n: int, seed: int) -> list[tuple[str, int]]:
-    """(question, value) pairs; the draws of `modelops.evaluate.harness.arithmetic_rows`, in its order."""
+def _questions(n: int, seed: int, largest: int | None = None) -> list[tuple[str, int]]:
+    """(question, value) pairs; the draws of `modelops.evaluate.harness.arithmetic_rows`, in its order.
+
+    With `largest`, sums of two numbers from 0 to `largest` instead (few enough for a tiny model to learn).
+    """
     rng = random.Random(seed)
     out = []
     for _ in range(n):
+        if largest is not None:
+            a, b = rng.randint(0, largest), rng.randint(0, largest)
+            out.append((f"{a} + {b}", a + b))
+            continue
         a, b = rng.randint(1, 60), rng.randint(1, 40)
         op, value = rng.choice([("+", a + b), ("-", a - b)])
         out.append((f"{a} {op} {b}", value))
     return out
 
 
-def arithmetic_rows(n: int, seed: int = 0, *, style: str = "prompt") -> list[dict[str, str]]:
-    """`n` arithmetic rows in `style` (``prompt``, ``completion`` or ``gsm8k``; see the module docstring)."""
+def arithmetic_rows(
+    n: int, seed: int = 0, *, style: str = "prompt", largest: int | None = None
+) -> list[dict[str, str]]:
+    """`n` arithmetic rows in `style` (``prompt``, ``completion`` or ``gsm8k``; see the module docstring).
+
+    Args:
+        largest: sums of two numbers from 0 to `largest` (``+`` only); None: the harness task's questions
+            (sums and differences of numbers up to 60 and 40).
+    """
     if style not in STYLES:
         raise ConfigError(f"arithmetic style {style!r} is not one of {list(STYLES)}")
+    if largest is not None and largest < 1:
+        raise ConfigError(f"arithmetic largest must be >= 1 or null, got {largest!r}")
     rows = []
-    for expression, value in _questions(n, seed):
+    for expression, value in _questions(n, seed, largest):
         prompt = f"Question: What is {expression}?\nAnswer:"
         if style == "prompt":
             rows.append({"prompt": prompt, "answer": str(value)})
@@ -51,12 +67,13 @@ def arithmetic_rows(n: int, seed: int = 0, *, style: str = "prompt") -> list[dic
 
 
 def arithmetic_demo(
-    n: int = 400, seed: int = 0, validation: float = 0.1, test: float = 0.1, style: str = "prompt"
-) -> Any:
+    n: int = 400, seed: int = 0, validation: float = 0.1, test: float = 0.1, style: str = "prompt",
+    largest: int | None = None,
+) -> Any:  # fmt: skip
     """A `Dataset` of `arithmetic_rows` (format ``prompt`` or ``completion``), split like the other demos."""
     from modelops.data.dataset import Dataset
 
     if style == "gsm8k":
         raise ConfigError("arithmetic_demo: style gsm8k is lm-eval's layout; use prompt or completion")
-    dataset = Dataset.from_records(arithmetic_rows(n, seed, style=style), format=style)
+    dataset = Dataset.from_records(arithmetic_rows(n, seed, style=style, largest=largest), format=style)
     return dataset.split(validation=validation, test=test, seed=seed) if validation or test else dataset

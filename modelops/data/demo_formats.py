@@ -162,32 +162,9 @@ def preference_demo(n: int = 400, seed: int = 0, validation: float = 0.1, test: 
     return _demo(row, n, seed, validation, test)
 
 
-def arithmetic_demo(n: int = 2000, seed: int = 0, validation: float = 0.05, test: float = 0.05, form: str = "prompt",
-                    largest: int = 9) -> Any:  # fmt: skip
-    """Sums of two numbers up to `largest`, for GRPO and its SFT warm-up (the `grpo_tiny` recipe).
-
-    Args:
-        form: ``prompt`` (rows ``{prompt: "What is 3 + 4?", answer: "7"}``, the `prompt` format that GRPO trains
-            on, the answer read by the correctness reward) or ``completion`` (the same prompts, completion
-            ``" #### 7"``: the warm-up that teaches the answer's form).
-        largest: the largest addend.
-    """
-    if form not in ("prompt", "completion"):
-        raise ValueError(f"form must be 'prompt' or 'completion', got {form!r}")
-
-    def row(rng: random.Random) -> dict:
-        a, b = rng.randint(0, largest), rng.randint(0, largest)
-        prompt = f"What is {a} + {b}?"
-        return {"prompt": prompt, "answer": str(a + b)} if form == "prompt" else {
-            "prompt": prompt, "completion": f" #### {a + b}"}  # fmt: skip
-
-    return _demo(row, n, seed, validation, test, fmt=form)
-
-
-def _demo(row: Callable[[random.Random], dict], n: int, seed: int, validation: float, test: float,
-          fmt: str | None = None) -> Any:  # fmt: skip
+def _demo(row: Callable[[random.Random], dict], n: int, seed: int, validation: float, test: float) -> Any:
     from modelops.data.dataset import Dataset
 
     rng = random.Random(seed)
-    dataset = Dataset.from_records([row(rng) for _ in range(n)], format=fmt)
+    dataset = Dataset.from_records([row(rng) for _ in range(n)])
     return dataset.split(validation=validation, test=test, seed=seed) if validation or test else dataset
