@@ -293,3 +293,24 @@ def test_completion_logps_equal_trl(tiny, tmp_path, monkeypatch, temperature):
     assert ours[keep].tolist() == pytest.approx(theirs[keep].tolist(), abs=1e-5)
     assert entropy[keep].tolist() == pytest.approx(their_entropy[keep].tolist(), abs=1e-5)
     assert fallback[keep].tolist() == pytest.approx(ours[keep].tolist(), abs=1e-5)
+
+
+def test_completion_logps_gradient_equals_trl(tiny, tmp_path, monkeypatch):
+    """The log-probs are differentiable as TRL's: the gradient of their masked sum w.r.t. the weights is TRL's."""
+    import torch
+
+    model, _ = tiny
+    ours_model = copy.deepcopy(model).train()
+    trainer = _trainer(tiny, tmp_path, monkeypatch, temperature=0.9)
+    trainer.model.train()
+    input_ids = torch.randint(4, 260, (B, P + C), generator=torch.Generator().manual_seed(1))
+    attention_mask = torch.cat([_batch()["prompt_mask"], _batch()["mask"]], dim=1)
+    mask = _batch()["mask"]
+    theirs, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention_mask, C)
+    (theirs * mask).sum().backward()
+    ours, entropy = grpo.completion_logps(ours_model, input_ids, attention_mask, C, 0.9)
+    (ours * mask).sum().backward()
+    assert not entropy.requires_grad
+    their_grads = dict(trainer.model.named_parameters())
+    for name, param in ours_model.named_parameters():
+        assert torch.allclose(param.grad, their_grads[name].grad, atol=1e-4, rtol=1e-3), name

@@ -58,6 +58,8 @@ def test_jsonl_with_only_a_prompt_and_other_columns_is_prompt_format(tmp_path):
     assert dataset.format == "prompt"
     assert dataset["train"].to_list()[2]["prompt"] == LONG + "What is 10 - 15?"
     assert dataset["train"].column_names == ["prompt", "source", "difficulty"]
+    questions = _jsonl(tmp_path / "q.jsonl", [{"question": "What is 1 + 1?", "id": 3}])  # a usual name of prompt
+    assert Dataset.from_jsonl(questions)["train"].to_list() == [{"prompt": "What is 1 + 1?", "id": 3}]
 
 
 def test_prompt_with_answer_is_completion_unless_format_prompt_is_given(tmp_path):

@@ -114,8 +114,9 @@ def completion_logps(
     `position_ids` (optional) are passed on: for left-padded rows, the positions ``generate`` gave the tokens.
 
     Returns:
-        (logps [B, C], entropy [B, C]). Values at padded completion positions are computed like the others and mean
-        nothing; the completion mask drops them.
+        (logps [B, C], entropy [B, C]). The entropy is detached (it is logged, not trained on). Values at padded
+        completion positions are computed like the others and mean nothing; the completion mask drops them. The
+        float32 softmax over the vocabulary is taken one row at a time, so the extra memory is one row's.
     """
     import torch
 
@@ -124,12 +125,16 @@ def completion_logps(
         kwargs["position_ids"] = position_ids
     if _accepts(model.forward, "logits_to_keep"):
         kwargs["logits_to_keep"] = completion_length + 1
-    logits = model(**kwargs).logits[:, -(completion_length + 1) : -1].float() / temperature
-    log_probs = torch.log_softmax(logits, dim=-1)
-    targets = input_ids[:, -completion_length:]
-    logps = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    entropy = -(log_probs.exp() * log_probs).sum(-1)
-    return logps, entropy
+    logits = model(**kwargs).logits[:, -(completion_length + 1) : -1]
+    targets = input_ids[:, -completion_length:].unsqueeze(-1)
+    logps, entropy = [], []
+    for row in range(logits.size(0)):
+        scaled = logits[row].float() / temperature
+        normaliser = torch.logsumexp(scaled, dim=-1)
+        logps.append(scaled.gather(-1, targets[row]).squeeze(-1) - normaliser)
+        with torch.no_grad():
+            entropy.append(normaliser - (torch.softmax(scaled, dim=-1) * scaled).sum(-1))
+    return torch.stack(logps), torch.stack(entropy)
 
 
 def per_token_loss(
