@@ -27,6 +27,7 @@ from typing import Any
 from modelops.config.options import group_defaults
 from modelops.data.answers import NORMALIZATIONS, build_filters, check_match
 from modelops.errors import EvaluationError
+from modelops.evaluate.perplexity import with_row_scores
 from modelops.evaluate.results import EvalResults
 
 #: Metrics used when none are given, by data format.
@@ -222,6 +223,7 @@ class Evaluator:
             scores = self._language_model(loaded, dataset.format, table)
             values.update({name: scores[name] for name in lm})
             values["scored_on"] = scores["scored_on"]
+            predictions = with_row_scores(predictions, scores["rows"], table)  # per-row NLL: paired intervals
         return values, predictions
 
     # -- classification -----------------------------------------------------------------------
@@ -364,9 +366,9 @@ class Evaluator:
                 max_length=self.max_length, stride=self.stride, batch_size=self.batch_size,
             )  # fmt: skip
             return {**scores, "scored_on": "all"}
-        rows, total_bytes = answer_tokens(table, data_format, loaded.tokenizer)
+        rows, row_bytes = answer_tokens(table, data_format, loaded.tokenizer)
         scores = labelled_scores(
-            loaded.model, rows, total_bytes, self.max_length, self.stride, self.batch_size
+            loaded.model, rows, row_bytes, self.max_length, self.stride, self.batch_size
         )  # fmt: skip
         return {**scores, "scored_on": "answer"}
 
@@ -380,8 +382,8 @@ def lm_texts(table, data_format: str, tokenizer) -> list[str]:
     return ["".join(text for text, _ in segments(row, data_format, tokenizer)) for row in table]
 
 
-def answer_tokens(table, data_format: str, tokenizer) -> tuple[list[tuple[list[int], list[int]]], int]:
-    """Each row's ``(input_ids, labels)`` as training tokenises it (loss on the answer), and the answers' bytes.
+def answer_tokens(table, data_format: str, tokenizer) -> tuple[list[tuple[list[int], list[int]]], list[int]]:
+    """Each row's ``(input_ids, labels)`` as training tokenises it (loss on the answer), and each answer's bytes.
 
     The mask is training's own (`modelops.tasks.sft.tokenize_causal_lm`, ``loss_on="answer"``), without
     truncation: the evaluation windows handle long rows. The bytes are those of the scored tokens, decoded.
@@ -393,8 +395,8 @@ def answer_tokens(table, data_format: str, tokenizer) -> tuple[list[tuple[list[i
     tokens = tokenize_causal_lm(table, data_format, tokenizer, max_length=longest, loss_on="answer")
     rows = list(zip(tokens["input_ids"], tokens["labels"], strict=True))
     scored = [[t for t in labels[1:] if t != IGNORE_INDEX] for _, labels in rows]
-    total_bytes = sum(len(tokenizer.decode(ids).encode("utf-8")) for ids in scored)
-    return rows, total_bytes
+    row_bytes = [len(tokenizer.decode(ids).encode("utf-8")) for ids in scored]
+    return rows, row_bytes
 
 
 def _check_format(chosen, data_format: str) -> None:

@@ -127,6 +127,10 @@ def comparison_table(named: dict[str, EvalResults], deltas: dict[str, dict[str, 
             f"interval: paired bootstrap {some['confidence']:.0%} interval of the delta ({some['resamples']} "
             f"resamples, seed {some['seed']}); p: McNemar's exact test; ~: the interval includes 0 (may be noise)"
         )
+        if deltas.keys() & {"loss", "perplexity", "bits_per_byte"}:
+            lines.append(
+                "loss/perplexity/bits_per_byte intervals: ratio of the resampled rows' summed NLL and tokens/bytes"
+            )
     scored_on = {r.details.get("scored_on") for r in named.values()} - {None}
     if scored_on:
         lines.append(f"loss/perplexity/bits_per_byte scored on: {', '.join(sorted(scored_on))} tokens")
