@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from modelops.config.options import group_defaults
 from modelops.data.answers import NORMALIZATIONS, build_filters, check_match
 from modelops.errors import EvaluationError
 from modelops.evaluate.perplexity import with_row_scores
@@ -41,12 +40,9 @@ DEFAULT_METRICS = {
 }
 GENERATIVE_FORMATS = ("completion", "instruction", "chat")
 
-# The argument defaults are written once, in conf/evaluator/default.yaml, so Evaluator() scores as the CLI does.
-_DEFAULTS = group_defaults("evaluator")
-
 
 class Evaluator:
-    """Compute metrics for a model on a dataset split. Argument defaults come from `conf/evaluator/default.yaml`.
+    """Compute metrics for a model on a dataset split. `conf/evaluator/default.yaml` spells out these defaults.
 
     Args:
         metrics: metric names (see `modelops.tasks.metrics.known_metrics()`), dotted names or
@@ -82,25 +78,25 @@ class Evaluator:
 
     def __init__(
         self,
-        metrics: list | None = _DEFAULTS["metrics"],
-        batch_size: int = _DEFAULTS["batch_size"],
-        average: str = _DEFAULTS["average"],
-        split: str | None = _DEFAULTS["split"],
-        seed: int = _DEFAULTS["seed"],
-        max_length: int | None = _DEFAULTS["max_length"],
-        stride: int | None = _DEFAULTS["stride"],
-        max_new_tokens: int = _DEFAULTS["max_new_tokens"],
-        normalize: Sequence[str] = tuple(_DEFAULTS["normalize"]),
-        prompt_template: str = _DEFAULTS["prompt_template"],
-        choice_template: str = _DEFAULTS["choice_template"],
-        reference: Any = _DEFAULTS["reference"],
+        metrics: list | None = None,
+        batch_size: int = 64,
+        average: str = "macro",
+        split: str | None = None,
+        seed: int = 0,
+        max_length: int | None = None,
+        stride: int | None = None,
+        max_new_tokens: int = 64,
+        normalize: Sequence[str] = ("whitespace",),
+        prompt_template: str = "{text}\nLabel:",
+        choice_template: str = " {label}",
+        reference: Any = None,
         device: str | None = None,
-        filters: Any = _DEFAULTS["filters"],
-        match: str = _DEFAULTS["match"],
-        score_on: str = _DEFAULTS["score_on"],
-        num_fewshot: int = _DEFAULTS["num_fewshot"],
-        stop: Sequence[str] = tuple(_DEFAULTS["stop"]),
-        resamples: int = _DEFAULTS["resamples"],
+        filters: Any = "auto",
+        match: str = "exact",
+        score_on: str = "answer",
+        num_fewshot: int = 0,
+        stop: Sequence[str] = (),
+        resamples: int = 10_000,
     ):
         if batch_size < 1:
             raise EvaluationError(f"evaluator.batch_size: must be >= 1, got {batch_size}")
