@@ -1,10 +1,11 @@
 """Check the command line's config before Hydra creates a run directory.
 
 Hydra applies the overrides and creates the run directory before the task function runs, so a
-mistyped key (`trainer.learnig_rate=1e-3`) ends in its "not in struct" error with exit 1, and any
-config error leaves an empty run directory behind. `precheck` composes the same config with
-Hydra's compose API, turns a composition failure into a `ConfigError` with a did-you-mean, and
-runs the pipeline's validation, all before `hydra.main` is called.
+mistyped key (`trainer.learnig_rate=1e-3`) would end in its "not in struct" error with exit 1.
+`composition_error` turns such a failure of `hydra.main`'s composition into a `ConfigError` with a
+did-you-mean. A single run is then checked by the `modelops.run.CheckBeforeRunDir` callback before the
+run directory exists; a multirun has no single config, so `precheck` composes it with each swept key's
+first value and validates that, before `hydra.main` starts any trial.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def precheck(argv: list[str]):
 
     check(cfg)
     return cfg
+
+
+def composition_error(exc: Exception, argv: list[str]) -> ConfigError:
+    """What `hydra.main` failed to compose for `python -m modelops ARGS`, as a ConfigError (with a did-you-mean)."""
+    args = [arg for arg in argv[1:] if not arg.startswith("-")]
+    return _explain(exc, _first_of_sweeps(args) if set(_PLAIN_FLAGS) & set(argv) else args)
 
 
 def _first_of_sweeps(overrides: list[str]) -> list[str]:
