@@ -24,9 +24,15 @@ from modelops.config.construct import construct
 from modelops.config.validate import check
 from modelops.distributed import is_main_process
 from modelops.errors import ConfigError, DataError, ModelopsError, report
-from modelops.io import write_json
+from modelops.evaluate.results import EvalResults, comparison_table
+from modelops.io import atomic_path, write_json
 from modelops.log import say
+from modelops.models.card import write_model_card
+from modelops.registry.tracker import start_run
 from modelops.rundir import claim, config_key, run_dir_override
+from modelops.train.curve import write_loss_curve
+from modelops.train.data import preview_text
+from modelops.train.loop import train
 from modelops.train.record import JobRecord
 from modelops.train.stopping import StopRequest
 
@@ -144,8 +150,6 @@ def _start_tracking(cfg, run_dir: Path):
     """The run's MLflow tracker (main process only), or None with `tracking=none`."""
     from omegaconf import OmegaConf
 
-    from modelops.registry.tracker import start_run
-
     if not is_main_process():
         return None
     settings = construct(cfg.tracking, "tracking")
@@ -174,8 +178,6 @@ def finish_tracking(tracker, run_dir: Path, status: str, results=None, error=Non
     """
     if not is_main_process():
         return {}
-
-    from modelops.train.curve import write_loss_curve
 
     try:
         write_loss_curve(run_dir)
@@ -241,9 +243,6 @@ def _train(cfg, spec, dataset, trainer, evaluator, base, run_dir: Path, record: 
     """Train, evaluate the result against `base` (with an evaluator), write the model card; the results."""
     from omegaconf import OmegaConf
 
-    from modelops.models.card import write_model_card
-    from modelops.train.loop import train
-
     # The tracker's sink logs each training row to MLflow as it is written: a live curve.
     trained = train(spec, dataset, trainer, run_dir, record, metric_sinks=[tracker.sink] if tracker else [])
     results: dict[str, Any] = {"train": {"steps": trained.steps, "final_loss": trained.final_loss,
@@ -272,8 +271,6 @@ def _tell(tracker, call) -> None:
 
 def _save_skipped(dataset, data_dir: Path) -> None:
     """Rows skipped while loading (on_error=skip): counted on the console, each one kept in data/skipped.jsonl."""
-    from modelops.io import atomic_path
-
     lines = dataset.skip_summary()
     if not lines:
         return
@@ -299,9 +296,6 @@ def _sanitize(cfg, dataset, data_dir: Path):
 
 
 def _preview(dataset, spec, trainer, data_dir: Path, eval_prompt: str | None) -> None:
-    from modelops.io import atomic_path
-    from modelops.train.data import preview_text
-
     text = preview_text(dataset, spec, trainer, max(trainer.preview_examples, 3))
     text += f"\n\n{eval_prompt}" if eval_prompt else ""
     if is_main_process():
@@ -316,8 +310,6 @@ def _metrics_only(results: dict[str, Any]) -> dict[str, Any]:
 
 def summary(results: dict[str, Any], run_dir: Path) -> str:
     """A few lines for the terminal: metrics before/after, where the model is, the registered version."""
-    from modelops.evaluate.results import EvalResults, comparison_table
-
     lines = [f"run directory: {run_dir}"]
     evals = {k: EvalResults(**{**v, "predictions": []}) for k, v in results.items() if k in ("base", "fine_tuned")}
     if evals:

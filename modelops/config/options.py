@@ -10,6 +10,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from modelops.config.paths import conf_dir
+from modelops.errors import ConfigError
+
 
 def conf_node(group: str, name: str) -> dict[str, Any] | None:
     """`conf/<group>/<name>.yaml` as a plain dict (a fresh copy each call), or None when there is no such option.
@@ -26,9 +29,6 @@ def conf_node(group: str, name: str) -> dict[str, Any] | None:
 def _load(group: str, name: str) -> dict[str, Any] | None:
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue
-
-    from modelops.config.paths import conf_dir
-    from modelops.errors import ConfigError
 
     path = conf_dir() / group / f"{name}.yaml"
     if not path.is_file():

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from modelops.config.build import compose
+from modelops.config.validate import check
 from modelops.errors import ConfigError, did_you_mean
 
 # Hydra's own flags take values or change what runs (--cfg, --info, --config-dir ...): leave those to Hydra.
@@ -36,8 +38,6 @@ def precheck(argv: list[str]):
         return None
     overrides = _first_of_sweeps([arg for arg in args if arg not in _PLAIN_FLAGS])
     cfg = _compose(overrides)
-    from modelops.config.validate import check
-
     check(cfg)
     return cfg
 
@@ -76,8 +76,6 @@ def _compose(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from modelops.config.build import compose
-
     try:
         return compose(overrides)
     except (HydraException, OmegaConfBaseException) as exc:
@@ -101,8 +99,6 @@ def _explain(exc: Exception, overrides: list[str]) -> ConfigError:
 
 
 def _compose_quietly(overrides: list[str]):
-    from modelops.config.build import compose
-
     try:
         return compose(overrides)
     except Exception:  # the original error is the one to report; this is only for suggestions

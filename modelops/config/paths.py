@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelops.errors import ConfigError
+
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -42,8 +44,6 @@ def check_child_name(key: str, value: str) -> None:
     """
     from pathlib import PurePath
 
-    from modelops.errors import ConfigError
-
     parts = PurePath(value).parts
     if PurePath(value).is_absolute() or ".." in parts:
         raise ConfigError(f"{key}: {value!r} would leave its parent directory; use a plain name")
@@ -59,8 +59,6 @@ def check_outputs_writable(root: Path | None = None, outputs: Path | None = None
     import errno
     import os
     import tempfile
-
-    from modelops.errors import ConfigError
 
     outputs = outputs or (root or Path.cwd()) / "outputs"
     # Probed where Hydra will create it, without creating anything: a config error found later leaves no trace.

@@ -22,6 +22,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from modelops.evaluate.batching import sorted_batches
+from modelops.tasks.preference import PairCollator, response_logps, tokenize_pairs
+
 PREFERENCE_METRICS = ("preference_accuracy", "reward_accuracy", "reward_margin")
 _NEEDS_REFERENCE = ("reward_accuracy", "reward_margin")
 
@@ -30,9 +33,6 @@ def pair_logps(model, tokenizer, table, batch_size: int, max_length: int):
     """Summed response log-probs and token counts, as float64 arrays `[4, pairs]`: chosen, rejected, their counts."""
     import numpy as np
     import torch
-
-    from modelops.evaluate.batching import sorted_batches
-    from modelops.tasks.preference import PairCollator, response_logps, tokenize_pairs
 
     tokenized = tokenize_pairs(table, tokenizer, max_length)
     collate = PairCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
