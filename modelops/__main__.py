@@ -1,25 +1,37 @@
-"""`python -m modelops +recipe=NAME [overrides]`: the Hydra entrypoint, nothing more."""
+"""`python -m modelops +recipe=NAME [overrides]`: the Hydra entrypoint, nothing more.
+
+A single run's config is composed once, by `hydra.main`, and checked once, by the `CheckBeforeRunDir` callback
+(conf/config.yaml) before Hydra creates the run directory. A composition error (an unknown key) reaches `main`
+and is reported as a config error with a did-you-mean. A multirun is checked first with each swept key's first
+value (`precheck`); each trial then checks its own config.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 
-# Whether `precheck` validated the very config Hydra composes for this (single) run: then it is not validated twice.
-_validated = False
+from modelops.config.overrides import composition_error, precheck
+from modelops.config.paths import conf_dir
+from modelops.config.recipes import register_recipes
+from modelops.config.resolvers import register_resolvers
+from modelops.distributed import is_main_process, prepare_argv
+from modelops.errors import ModelopsError, report
+from modelops.log import say
+from modelops.registry.cli import COMMANDS
+from modelops.registry.cli import main as registry_main
+from modelops.run import checked_before_run_dir, run, summary
+from modelops.sweep import objective_value
+
+_MULTIRUN = ("-m", "--multirun")
 
 
 def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from modelops.distributed import is_main_process
-    from modelops.errors import ModelopsError, report
-    from modelops.log import say
-    from modelops.run import run, summary
-    from modelops.sweep import objective_value
-
     run_dir = HydraConfig.get().runtime.output_dir
     try:
-        results = run(cfg, run_dir, validated=_validated)
+        results = run(cfg, run_dir, validated=checked_before_run_dir())
     except (ModelopsError, OSError) as exc:
         say(report(exc), err=True)  # one line; the traceback with its causes under MODELOPS_DEBUG
         sys.exit(2)
@@ -28,45 +40,30 @@ def _task(cfg) -> float | None:
     return objective_value(results, cfg.objective)  # what a sweeper (Optuna) optimises
 
 
-def _claim_named_run_dir(cfg, argv: list[str]) -> None:
-    """A `hydra.run.dir=` holding another run is refused (or moved aside) before Hydra writes into it."""
-    from modelops.rundir import run_dir_override
-
-    run_dir = run_dir_override(argv)
-    if cfg is not None and run_dir and not {"-m", "--multirun"} & set(argv):
-        from modelops.run import claim_run_dir
-
-        claim_run_dir(cfg, run_dir)
-
-
 def main() -> None:
     import hydra
-
-    from modelops.config.overrides import precheck
-    from modelops.config.paths import conf_dir
-    from modelops.config.recipes import register_recipes
-    from modelops.config.resolvers import register_resolvers
-    from modelops.distributed import prepare_argv
-    from modelops.errors import ModelopsError, report
-    from modelops.registry.cli import COMMANDS
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:  # `modelops runs`, `modelops models`, ...: not a Hydra run
-        from modelops.registry.cli import main as registry_main
-
         sys.exit(registry_main(sys.argv[1:]))
-    global _validated
     register_recipes()
     register_resolvers()
+    argv = list(sys.argv)
     try:
-        # Before Hydra creates the run directory: a config error leaves nothing behind.
-        cfg = precheck(sys.argv)
-        _validated = cfg is not None and not {"-m", "--multirun"} & set(sys.argv)
+        if set(_MULTIRUN) & set(argv):
+            precheck(argv)  # every swept key with its first value, before any trial starts
         sys.argv = prepare_argv(sys.argv)
-        _claim_named_run_dir(cfg, sys.argv)
     except ModelopsError as exc:
         print(report(exc), file=sys.stderr)
         sys.exit(2)
-    hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)()
+    # Hydra's composition errors propagate (instead of being printed and exiting 1) to be reported below.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_task)()
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(report(composition_error(exc, argv)), file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ whoever watches; nothing here reads it back.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -17,13 +18,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from modelops.config.build import instantiate
+from hydra.experimental.callback import Callback
+
+from modelops.config.construct import construct
 from modelops.config.validate import check
 from modelops.distributed import is_main_process
-from modelops.errors import ConfigError, DataError, ModelopsError
-from modelops.io import write_json
+from modelops.errors import ConfigError, DataError, ModelopsError, report
+from modelops.evaluate.results import EvalResults, comparison_table
+from modelops.io import atomic_path, write_json
 from modelops.log import say
-from modelops.rundir import claim, config_key
+from modelops.models.card import write_model_card
+from modelops.registry.tracker import start_run
+from modelops.rundir import claim, config_key, run_dir_override
+from modelops.train.curve import write_loss_curve
+from modelops.train.data import preview_text
+from modelops.train.loop import train
 from modelops.train.record import JobRecord
 from modelops.train.stopping import StopRequest
 
@@ -35,7 +44,7 @@ def run(cfg, run_dir: str | Path, validated: bool = False) -> dict[str, Any]:
     """Run the stages of a composed config in `run_dir`; return the results (`base`, `train`, `fine_tuned`).
 
     `results["registered_model"]` is `NAME/VERSION` when a trained model was registered. `validated`: the
-    caller already ran `modelops.config.validate.check` on this very config (the CLI's precheck).
+    caller already ran `modelops.config.validate.check` on this very config (`CheckBeforeRunDir`).
 
     Raises:
         ModelopsError: a bad config, data or model, with the failed state in `job.json`.
@@ -88,6 +97,39 @@ def run_job(run_dir: str | Path) -> int:
     return 0
 
 
+class CheckBeforeRunDir(Callback):
+    """Checks a single run's config, as `hydra.main` composed it (the only composition), before Hydra creates
+    the run directory: a config error leaves nothing behind and exits 2. A `hydra.run.dir=` named on the
+    command line is claimed here too (`claim_run_dir`). Registered in conf/config.yaml (`hydra.callbacks`);
+    `run` then does not check again (`checked_before_run_dir`). A multirun's trials check their own configs.
+    """
+
+    def on_run_start(self, config, **kwargs: Any) -> None:
+        from omegaconf import open_dict, read_write
+
+        job = copy.deepcopy(config)
+        with read_write(job), open_dict(job):
+            del job["hydra"]
+        try:
+            check(job)
+            named = run_dir_override(sys.argv)
+            if named:
+                claim_run_dir(job, named)
+        except ModelopsError as exc:
+            print(report(exc), file=sys.stderr)  # not `say`: Hydra's own logging would print it a second time
+            sys.exit(2)
+
+
+def checked_before_run_dir() -> bool:
+    """Whether `CheckBeforeRunDir` checked this Hydra job's config (a single run with the callback configured)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get()
+    targets = {node.get("_target_") for node in (hydra.callbacks or {}).values()}
+    return hydra.mode == RunMode.RUN and "modelops.run.CheckBeforeRunDir" in targets
+
+
 def claim_run_dir(cfg, run_dir: str | Path) -> str:
     """Refuse `run_dir` when it holds a run with another config (`overwrite=true` moves that run aside).
 
@@ -108,12 +150,10 @@ def _start_tracking(cfg, run_dir: Path):
     """The run's MLflow tracker (main process only), or None with `tracking=none`."""
     from omegaconf import OmegaConf
 
-    from modelops.registry.tracker import start_run
-
     if not is_main_process():
         return None
-    settings = instantiate(cfg.tracking, "tracking")
-    registry = instantiate(cfg.registry, "registry")
+    settings = construct(cfg.tracking, "tracking")
+    registry = construct(cfg.registry, "registry")
     config = OmegaConf.to_container(cfg, resolve=True)
     return start_run(settings, run_dir, config, _recipe_name(), registry.name, cfg.trainer.log_with, _overrides())
 
@@ -139,8 +179,6 @@ def finish_tracking(tracker, run_dir: Path, status: str, results=None, error=Non
     if not is_main_process():
         return {}
 
-    from modelops.train.curve import write_loss_curve
-
     try:
         write_loss_curve(run_dir)
     except OSError as exc:
@@ -153,11 +191,12 @@ def _run_stages(cfg, run_dir: Path, record: JobRecord, tracker) -> dict[str, Any
     _quiet_libraries()
     stages = list(cfg.stages)
     allowed = tuple(cfg.allowed_targets or ())
-    # Dependency order: the data first, the model spec before the trainer and the evaluator.
-    dataset = instantiate(cfg.dataset, "dataset", allowed)
-    spec = instantiate(cfg.model, "model", allowed)
-    trainer = instantiate(cfg.trainer, "trainer", allowed) if "train" in stages or "preview" in stages else None
-    evaluator = instantiate(cfg.evaluator, "evaluator", allowed) if {"evaluate", "preview"} & set(stages) else None
+    # Dependency order: the data first, the model spec before the trainer and the evaluator. `run` checked the
+    # whole config (`check`) already: `construct` builds each group without checking it again.
+    dataset = construct(cfg.dataset, "dataset", allowed)
+    spec = construct(cfg.model, "model", allowed)
+    trainer = construct(cfg.trainer, "trainer", allowed) if "train" in stages or "preview" in stages else None
+    evaluator = construct(cfg.evaluator, "evaluator", allowed) if {"evaluate", "preview"} & set(stages) else None
     data_dir = run_dir / "data"
     lineage = {"loaded": dataset.lineage(), "load_report": dataset.load_report}
     if is_main_process():
@@ -204,9 +243,6 @@ def _train(cfg, spec, dataset, trainer, evaluator, base, run_dir: Path, record: 
     """Train, evaluate the result against `base` (with an evaluator), write the model card; the results."""
     from omegaconf import OmegaConf
 
-    from modelops.models.card import write_model_card
-    from modelops.train.loop import train
-
     # The tracker's sink logs each training row to MLflow as it is written: a live curve.
     trained = train(spec, dataset, trainer, run_dir, record, metric_sinks=[tracker.sink] if tracker else [])
     results: dict[str, Any] = {"train": {"steps": trained.steps, "final_loss": trained.final_loss,
@@ -235,8 +271,6 @@ def _tell(tracker, call) -> None:
 
 def _save_skipped(dataset, data_dir: Path) -> None:
     """Rows skipped while loading (on_error=skip): counted on the console, each one kept in data/skipped.jsonl."""
-    from modelops.io import atomic_path
-
     lines = dataset.skip_summary()
     if not lines:
         return
@@ -247,7 +281,7 @@ def _save_skipped(dataset, data_dir: Path) -> None:
 
 
 def _sanitize(cfg, dataset, data_dir: Path):
-    sanitizer = instantiate(cfg.sanitizer, "sanitizer", tuple(cfg.allowed_targets or ()))
+    sanitizer = construct(cfg.sanitizer, "sanitizer", tuple(cfg.allowed_targets or ()))
     clean = sanitizer.sanitize(dataset)
     if is_main_process():
         sanitizer.report.save(data_dir)
@@ -262,9 +296,6 @@ def _sanitize(cfg, dataset, data_dir: Path):
 
 
 def _preview(dataset, spec, trainer, data_dir: Path, eval_prompt: str | None) -> None:
-    from modelops.io import atomic_path
-    from modelops.train.data import preview_text
-
     text = preview_text(dataset, spec, trainer, max(trainer.preview_examples, 3))
     text += f"\n\n{eval_prompt}" if eval_prompt else ""
     if is_main_process():
@@ -279,8 +310,6 @@ def _metrics_only(results: dict[str, Any]) -> dict[str, Any]:
 
 def summary(results: dict[str, Any], run_dir: Path) -> str:
     """A few lines for the terminal: metrics before/after, where the model is, the registered version."""
-    from modelops.evaluate.results import EvalResults, comparison_table
-
     lines = [f"run directory: {run_dir}"]
     evals = {k: EvalResults(**{**v, "predictions": []}) for k, v in results.items() if k in ("base", "fine_tuned")}
     if evals:

@@ -1,4 +1,4 @@
-"""One set of defaults: the Python API trains and scores as the CLI does, because both read the YAML."""
+"""One set of defaults: the Python API trains and scores as the CLI does; the YAML spells out the Python defaults."""
 
 from __future__ import annotations
 
@@ -48,6 +48,22 @@ def test_evaluator_defaults_are_the_yaml_values():
     built = instantiate(compose([]).evaluator, "evaluator")
     assert vars(built) == vars(Evaluator())
     assert Evaluator().batch_size == 64
+
+
+@pytest.mark.parametrize("group", ["trainer", "evaluator"])
+def test_every_key_of_every_option_is_a_parameter_of_its_target(group):
+    """The YAML only spells out or overrides: each key of each option names a field/argument of its target."""
+    from hydra.utils import get_class
+
+    for path in sorted((conf_dir() / group).glob("*.yaml")):
+        node = OmegaConf.to_container(compose([f"{group}={path.stem}"])[group])
+        target = get_class(node["_target_"])
+        if dataclasses.is_dataclass(target):
+            accepted = {f.name for f in dataclasses.fields(target)}
+        else:
+            accepted = set(inspect.signature(target).parameters)
+        keys = {k for k in node if not (k.startswith("_") and k.endswith("_"))}
+        assert keys <= accepted, f"conf/{group}/{path.name}: {sorted(keys - accepted)} are not parameters of {target}"
 
 
 def test_evaluator_options_extend_the_default():

@@ -116,6 +116,19 @@ def test_long_texts_sliding_window_match_reference(model, max_length, stride):
     assert got["tokens"] == tokens
 
 
+def test_each_row_carries_its_own_nll_tokens_and_bytes(model):
+    """The per-row values (what paired intervals resample) equal the reference loop on each text alone."""
+    tokenizer = _tokenizer(add_bos=True)
+    texts = _texts(6, 3, 60, 90) + _texts(7, 4, 2, 8)  # long rows span several windows (max_length 16)
+    got = language_model_scores(model, tokenizer, texts, max_length=16, stride=6, batch_size=3)
+    for text, row in zip(texts, got["rows"], strict=True):
+        expected, tokens = _reference(model, tokenizer, [text], 16, 6)
+        assert row["tokens"] == tokens and row["bytes"] == len(text.encode("utf-8"))
+        assert row["nll"] == pytest.approx(expected["loss"] * tokens, rel=1e-4)
+    nll = sum(row["nll"] for row in got["rows"])
+    assert got["loss"] == pytest.approx(nll / sum(row["tokens"] for row in got["rows"]), rel=1e-12)
+
+
 def test_default_stride_is_half_the_context(model):
     tokenizer = _tokenizer(add_bos=False)
     texts = _texts(4, 2, 150, 150)

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from modelops.config.construct import construct
+from modelops.config.paths import conf_dir
+from modelops.config.recipes import register_recipes
+from modelops.config.resolvers import register_resolvers
 from modelops.config.validate import check_node
 
 __all__ = ["compose", "construct", "instantiate"]
@@ -47,10 +50,6 @@ def compose(overrides: list[str] | None = None, config_name: str = "config"):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
-    from modelops.config.paths import conf_dir
-    from modelops.config.recipes import register_recipes
-    from modelops.config.resolvers import register_resolvers
 
     register_recipes()
     register_resolvers()

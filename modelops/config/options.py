@@ -1,13 +1,17 @@
 """Read one option of a config group (`conf/<group>/<name>.yaml`) as plain data, without composing.
 
-This is how the Python API gets the defaults the CLI composes: `TrainConfig` and `Evaluator` take theirs from
-`conf/trainer/default.yaml` and `conf/evaluator/default.yaml`, so each default is written once, in the YAML.
+This is how the Python API reads a group's option where it needs the node itself: `FineTuningJob` starts its
+trainer node from `conf/trainer/default.yaml` (as the CLI does), a model reference may name a `conf/model` option.
+`TrainConfig` and `Evaluator` define their defaults in Python; the `default` YAML spells the same values out.
 """
 
 from __future__ import annotations
 
 import functools
 from typing import Any
+
+from modelops.config.paths import conf_dir
+from modelops.errors import ConfigError
 
 
 def conf_node(group: str, name: str) -> dict[str, Any] | None:
@@ -26,9 +30,6 @@ def _load(group: str, name: str) -> dict[str, Any] | None:
     from omegaconf import OmegaConf
     from omegaconf.errors import MissingMandatoryValue
 
-    from modelops.config.paths import conf_dir
-    from modelops.errors import ConfigError
-
     path = conf_dir() / group / f"{name}.yaml"
     if not path.is_file():
         return None
@@ -36,11 +37,3 @@ def _load(group: str, name: str) -> dict[str, Any] | None:
         return OmegaConf.to_container(OmegaConf.load(path), throw_on_missing=True)
     except MissingMandatoryValue as exc:
         raise ConfigError(f"conf/{group}/{name}.yaml: {group}.{exc.full_key} is ??? and must be given") from exc
-
-
-def group_defaults(group: str) -> dict[str, Any]:
-    """The values of `conf/<group>/default.yaml`, without its `_target_`/`_recursive_` keys: a component's defaults."""
-    node = conf_node(group, "default")
-    if node is None:
-        raise FileNotFoundError(f"modelops: conf/{group}/default.yaml is missing")
-    return {key: value for key, value in node.items() if not (key.startswith("_") and key.endswith("_"))}

@@ -1,16 +1,19 @@
 """Check the command line's config before Hydra creates a run directory.
 
 Hydra applies the overrides and creates the run directory before the task function runs, so a
-mistyped key (`trainer.learnig_rate=1e-3`) ends in its "not in struct" error with exit 1, and any
-config error leaves an empty run directory behind. `precheck` composes the same config with
-Hydra's compose API, turns a composition failure into a `ConfigError` with a did-you-mean, and
-runs the pipeline's validation, all before `hydra.main` is called.
+mistyped key (`trainer.learnig_rate=1e-3`) would end in its "not in struct" error with exit 1.
+`composition_error` turns such a failure of `hydra.main`'s composition into a `ConfigError` with a
+did-you-mean. A single run is then checked by the `modelops.run.CheckBeforeRunDir` callback before the
+run directory exists; a multirun has no single config, so `precheck` composes it with each swept key's
+first value and validates that, before `hydra.main` starts any trial.
 """
 
 from __future__ import annotations
 
 import re
 
+from modelops.config.build import compose
+from modelops.config.validate import check
 from modelops.errors import ConfigError, did_you_mean
 
 # Hydra's own flags take values or change what runs (--cfg, --info, --config-dir ...): leave those to Hydra.
@@ -35,10 +38,14 @@ def precheck(argv: list[str]):
         return None
     overrides = _first_of_sweeps([arg for arg in args if arg not in _PLAIN_FLAGS])
     cfg = _compose(overrides)
-    from modelops.config.validate import check
-
     check(cfg)
     return cfg
+
+
+def composition_error(exc: Exception, argv: list[str]) -> ConfigError:
+    """What `hydra.main` failed to compose for `python -m modelops ARGS`, as a ConfigError (with a did-you-mean)."""
+    args = [arg for arg in argv[1:] if not arg.startswith("-")]
+    return _explain(exc, _first_of_sweeps(args) if set(_PLAIN_FLAGS) & set(argv) else args)
 
 
 def _first_of_sweeps(overrides: list[str]) -> list[str]:
@@ -69,8 +76,6 @@ def _compose(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from modelops.config.build import compose
-
     try:
         return compose(overrides)
     except (HydraException, OmegaConfBaseException) as exc:
@@ -94,8 +99,6 @@ def _explain(exc: Exception, overrides: list[str]) -> ConfigError:
 
 
 def _compose_quietly(overrides: list[str]):
-    from modelops.config.build import compose
-
     try:
         return compose(overrides)
     except Exception:  # the original error is the one to report; this is only for suggestions

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelops.errors import ConfigError
+
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -42,8 +44,6 @@ def check_child_name(key: str, value: str) -> None:
     """
     from pathlib import PurePath
 
-    from modelops.errors import ConfigError
-
     parts = PurePath(value).parts
     if PurePath(value).is_absolute() or ".." in parts:
         raise ConfigError(f"{key}: {value!r} would leave its parent directory; use a plain name")
@@ -56,14 +56,19 @@ def check_outputs_writable(root: Path | None = None, outputs: Path | None = None
         root: the directory `outputs/` is in (default: the working directory).
         outputs: the directory to check instead (the parent of a run directory the user named).
     """
+    import errno
+    import os
     import tempfile
 
-    from modelops.errors import ConfigError
-
     outputs = outputs or (root or Path.cwd()) / "outputs"
+    # Probed where Hydra will create it, without creating anything: a config error found later leaves no trace.
+    probe = outputs
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
     try:
-        outputs.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=outputs):
+        if not probe.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe))
+        with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as exc:
         raise ConfigError(f"{outputs}: run directories cannot be written there ({exc.strerror})") from exc

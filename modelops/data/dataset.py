@@ -22,7 +22,10 @@ from typing import Any
 from modelops.data import formats, loaders
 from modelops.data.fingerprint import fingerprint_dataset
 from modelops.data.labels import case_variants, normalize_labels, warn_case_variants
+from modelops.data.writers import write
 from modelops.errors import DataError
+from modelops.io import atomic_dir
+from modelops.log import say
 
 
 class Dataset:
@@ -500,8 +503,6 @@ class Dataset:
         Raises:
             DataError: several splits and no `split`, no such split, or an extension that names no file type.
         """
-        from modelops.data.writers import write
-
         if split is None and len(self._splits) > 1:
             names = self.split_names
             raise DataError(
@@ -512,8 +513,6 @@ class Dataset:
 
     def save_to_disk(self, path: str | os.PathLike) -> Path:
         """Write every split as Arrow plus a `dataset.json` with format, labels and load report, atomically."""
-        from modelops.io import atomic_dir
-
         path = Path(path)
         meta = {
             "format": self.format,
@@ -565,8 +564,6 @@ def _load_path(
 
 def _normalize_labels(splits: dict, reports: dict, origins: dict, lowercase: bool, on_error: str) -> None:
     """Strip (and with `lowercase` lower-case) string labels in place; say what changed, warn of case variants."""
-    from modelops.log import say
-
     variants = []
     for name in splits:
         splits[name], origins[name] = normalize_labels(
@@ -603,8 +600,6 @@ def _warn_unstratified(part: Any, groups: Any, indices: Mapping[str, Any], where
 
 def _print_recognised_columns(reports: Iterable[loaders.LoadReport]) -> None:
     """Say once which columns were taken for which field when they were recognised by name, not given."""
-    from modelops.log import say
-
     shown: list[dict[str, str]] = []
     for report in reports:
         if report.columns and report.columns not in shown:

@@ -12,6 +12,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from modelops.data.dataset import Dataset
+
 CAPITALS = {
     "France": "Paris",
     "Germany": "Berlin",
@@ -163,8 +165,6 @@ def preference_demo(n: int = 400, seed: int = 0, validation: float = 0.1, test: 
 
 
 def _demo(row: Callable[[random.Random], dict], n: int, seed: int, validation: float, test: float) -> Any:
-    from modelops.data.dataset import Dataset
-
     rng = random.Random(seed)
     dataset = Dataset.from_records([row(rng) for _ in range(n)])
     return dataset.split(validation=validation, test=test, seed=seed) if validation or test else dataset

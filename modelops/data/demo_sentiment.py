@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 
+from modelops.data.dataset import Dataset
+
 _PRODUCTS = [
     "phone", "laptop", "blender", "jacket", "novel", "headset", "camera", "kettle", "backpack", "monitor",
     "sofa", "printer", "movie", "album", "restaurant", "hotel room", "game", "watch", "bike", "lamp",
@@ -104,8 +106,6 @@ def sentiment(
         A `modelops.Dataset` in the classification format.
     """
     import datasets
-
-    from modelops.data.dataset import Dataset
 
     sizes = {"train": n_train, "validation": n_validation, "test": n_test}
     splits = {}

@@ -21,10 +21,12 @@ from typing import Any, NamedTuple
 
 from modelops.data import formats
 from modelops.data.compression import COMPRESSIONS, open_read, split_suffix
+from modelops.data.fingerprint import fingerprint_table
 from modelops.data.formats import RowProblem
 from modelops.data.hints import likely_cause
 from modelops.data.messages import type_name
 from modelops.errors import ConfigError, DataError
+from modelops.log import say
 
 CHUNK_ROWS = 10_000
 MAX_EXAMPLES = 5
@@ -250,8 +252,6 @@ def _check_header_names(path: Path, names: list[str]) -> None:
 
     A header that names a column twice leaves which value is the column's to chance, so it is refused.
     """
-    from modelops.log import say
-
     spaced = [name for name in names if name != name.strip()]
     if spaced:
         say(f"{path}: spaces around header names dropped: {spaced} read as {[name.strip() for name in spaced]}")
@@ -310,8 +310,6 @@ def to_hf(table: Any) -> Any:
     """Wrap an Arrow table as a `datasets.Dataset` without copying it."""
     import datasets
     from datasets.table import InMemoryTable
-
-    from modelops.data.fingerprint import fingerprint_table
 
     # given a fingerprint, `datasets` skips making its own, which pickles the whole table (2x memory)
     return datasets.Dataset(InMemoryTable(table), fingerprint=fingerprint_table(table)[:16])

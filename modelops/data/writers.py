@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from modelops.data import loaders
+from modelops.data.arrow_json import encode_lines, write_lines
 from modelops.data.compression import COMPRESSIONS, open_write, split_suffix
 from modelops.errors import DataError
+from modelops.io import atomic_path
 
 WRITE_ROWS = 65_536
 SAVE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
@@ -32,8 +34,6 @@ def write(part: Any, path: str | Path) -> Path:
     Raises:
         DataError: an extension that names no file type (nothing is written), or a compressed Parquet name.
     """
-    from modelops.io import atomic_path
-
     path = Path(path)
     suffix, codec = split_suffix(path)
     kind = SAVE_KINDS.get(suffix)
@@ -51,8 +51,6 @@ def write(part: Any, path: str | Path) -> Path:
 
 
 def _write_jsonl(part: Any, tmp: Path, path: Path, codec: str | None) -> None:
-    from modelops.data.arrow_json import encode_lines, write_lines
-
     with open_write(tmp, codec) as fh:
         for table in _arrow_batches(part):
             lines = encode_lines(table)

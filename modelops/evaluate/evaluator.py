@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from modelops.config.options import group_defaults
 from modelops.data.answers import NORMALIZATIONS, build_filters, check_match
 from modelops.errors import EvaluationError
+from modelops.evaluate.perplexity import with_row_scores
 from modelops.evaluate.results import EvalResults
 
 #: Metrics used when none are given, by data format.
@@ -40,12 +40,9 @@ DEFAULT_METRICS = {
 }
 GENERATIVE_FORMATS = ("completion", "instruction", "chat")
 
-# The argument defaults are written once, in conf/evaluator/default.yaml, so Evaluator() scores as the CLI does.
-_DEFAULTS = group_defaults("evaluator")
-
 
 class Evaluator:
-    """Compute metrics for a model on a dataset split. Argument defaults come from `conf/evaluator/default.yaml`.
+    """Compute metrics for a model on a dataset split. `conf/evaluator/default.yaml` spells out these defaults.
 
     Args:
         metrics: metric names (see `modelops.tasks.metrics.known_metrics()`), dotted names or
@@ -81,25 +78,25 @@ class Evaluator:
 
     def __init__(
         self,
-        metrics: list | None = _DEFAULTS["metrics"],
-        batch_size: int = _DEFAULTS["batch_size"],
-        average: str = _DEFAULTS["average"],
-        split: str | None = _DEFAULTS["split"],
-        seed: int = _DEFAULTS["seed"],
-        max_length: int | None = _DEFAULTS["max_length"],
-        stride: int | None = _DEFAULTS["stride"],
-        max_new_tokens: int = _DEFAULTS["max_new_tokens"],
-        normalize: Sequence[str] = tuple(_DEFAULTS["normalize"]),
-        prompt_template: str = _DEFAULTS["prompt_template"],
-        choice_template: str = _DEFAULTS["choice_template"],
-        reference: Any = _DEFAULTS["reference"],
+        metrics: list | None = None,
+        batch_size: int = 64,
+        average: str = "macro",
+        split: str | None = None,
+        seed: int = 0,
+        max_length: int | None = None,
+        stride: int | None = None,
+        max_new_tokens: int = 64,
+        normalize: Sequence[str] = ("whitespace",),
+        prompt_template: str = "{text}\nLabel:",
+        choice_template: str = " {label}",
+        reference: Any = None,
         device: str | None = None,
-        filters: Any = _DEFAULTS["filters"],
-        match: str = _DEFAULTS["match"],
-        score_on: str = _DEFAULTS["score_on"],
-        num_fewshot: int = _DEFAULTS["num_fewshot"],
-        stop: Sequence[str] = tuple(_DEFAULTS["stop"]),
-        resamples: int = _DEFAULTS["resamples"],
+        filters: Any = "auto",
+        match: str = "exact",
+        score_on: str = "answer",
+        num_fewshot: int = 0,
+        stop: Sequence[str] = (),
+        resamples: int = 10_000,
     ):
         if batch_size < 1:
             raise EvaluationError(f"evaluator.batch_size: must be >= 1, got {batch_size}")
@@ -222,6 +219,7 @@ class Evaluator:
             scores = self._language_model(loaded, dataset.format, table)
             values.update({name: scores[name] for name in lm})
             values["scored_on"] = scores["scored_on"]
+            predictions = with_row_scores(predictions, scores["rows"], table)  # per-row NLL: paired intervals
         return values, predictions
 
     # -- classification -----------------------------------------------------------------------
@@ -364,9 +362,9 @@ class Evaluator:
                 max_length=self.max_length, stride=self.stride, batch_size=self.batch_size,
             )  # fmt: skip
             return {**scores, "scored_on": "all"}
-        rows, total_bytes = answer_tokens(table, data_format, loaded.tokenizer)
+        rows, row_bytes = answer_tokens(table, data_format, loaded.tokenizer)
         scores = labelled_scores(
-            loaded.model, rows, total_bytes, self.max_length, self.stride, self.batch_size
+            loaded.model, rows, row_bytes, self.max_length, self.stride, self.batch_size
         )  # fmt: skip
         return {**scores, "scored_on": "answer"}
 
@@ -380,8 +378,8 @@ def lm_texts(table, data_format: str, tokenizer) -> list[str]:
     return ["".join(text for text, _ in segments(row, data_format, tokenizer)) for row in table]
 
 
-def answer_tokens(table, data_format: str, tokenizer) -> tuple[list[tuple[list[int], list[int]]], int]:
-    """Each row's ``(input_ids, labels)`` as training tokenises it (loss on the answer), and the answers' bytes.
+def answer_tokens(table, data_format: str, tokenizer) -> tuple[list[tuple[list[int], list[int]]], list[int]]:
+    """Each row's ``(input_ids, labels)`` as training tokenises it (loss on the answer), and each answer's bytes.
 
     The mask is training's own (`modelops.tasks.sft.tokenize_causal_lm`, ``loss_on="answer"``), without
     truncation: the evaluation windows handle long rows. The bytes are those of the scored tokens, decoded.
@@ -393,8 +391,8 @@ def answer_tokens(table, data_format: str, tokenizer) -> tuple[list[tuple[list[i
     tokens = tokenize_causal_lm(table, data_format, tokenizer, max_length=longest, loss_on="answer")
     rows = list(zip(tokens["input_ids"], tokens["labels"], strict=True))
     scored = [[t for t in labels[1:] if t != IGNORE_INDEX] for _, labels in rows]
-    total_bytes = sum(len(tokenizer.decode(ids).encode("utf-8")) for ids in scored)
-    return rows, total_bytes
+    row_bytes = [len(tokenizer.decode(ids).encode("utf-8")) for ids in scored]
+    return rows, row_bytes
 
 
 def _check_format(chosen, data_format: str) -> None:

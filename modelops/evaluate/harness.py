@@ -22,6 +22,8 @@ from typing import Any
 
 from modelops.errors import ConfigError, EvaluationError
 from modelops.evaluate.results import EvalResults
+from modelops.models.loading import trained_adapter_info
+from modelops.models.resolve import resolve_name_or_path
 from modelops.stats import paired_delta
 
 ARITHMETIC_TASK = "modelops_arithmetic"
@@ -154,9 +156,6 @@ class HarnessEvaluator:
     def _hflm(self, ref: Any):
         """The harness's HF model on our model: a trained adapter over its base (``peft=``), unmerged."""
         from lm_eval.models.huggingface import HFLM
-
-        from modelops.models.loading import trained_adapter_info
-        from modelops.models.resolve import resolve_name_or_path
 
         run_model = Path(str(ref)).expanduser() / "model"
         source = run_model if (run_model / "modelops.json").is_file() else Path(resolve_name_or_path(str(ref)))

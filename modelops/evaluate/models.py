@@ -23,7 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from modelops.config.build import instantiate
 from modelops.errors import ModelError, ModelopsError
+from modelops.models.loading import load_model, load_tokenizer, load_trained, quiet_peft
+from modelops.models.resolve import model_option, resolve_name_or_path
+from modelops.models.spec import ModelSpec
 
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
@@ -69,8 +73,6 @@ def load_for_evaluation(ref: Any, data_format: str, labels: list[str] | None, se
         option = _conf_option(text)
         if option is not None:
             return _from_spec(replace(option, peft=None), text, labels, seed)
-        from modelops.models.resolve import resolve_name_or_path
-
         source = resolve_name_or_path(text)
         if Path(source).is_dir():  # a registered model resolves to its model directory
             return _from_directory(Path(source), text, data_format, labels, seed)
@@ -101,8 +103,6 @@ def _model_labels(model, task: str) -> list[str] | None:
 
 
 def _from_directory(path: Path, name: str, data_format: str, labels, seed: int) -> LoadedModel:
-    from modelops.models.loading import load_trained
-
     for candidate in (path, path / "model"):
         info = candidate / "modelops.json"
         if info.exists():
@@ -122,8 +122,6 @@ def _from_directory(path: Path, name: str, data_format: str, labels, seed: int) 
 def _from_adapter(path: Path, name: str) -> LoadedModel:
     import peft
 
-    from modelops.models.loading import load_tokenizer, quiet_peft
-
     task_type = json.loads((path / "adapter_config.json").read_text()).get("task_type")
     task = "seq_cls" if task_type == "SEQ_CLS" else "causal_lm"
     auto = peft.AutoPeftModelForSequenceClassification if task == "seq_cls" else peft.AutoPeftModelForCausalLM
@@ -137,9 +135,6 @@ def _from_adapter(path: Path, name: str) -> LoadedModel:
 
 def _conf_option(ref: str):
     """The `ModelSpec` of conf/model/<ref>.yaml, or None when there is no such option."""
-    from modelops.config.build import instantiate
-    from modelops.models.resolve import model_option
-
     node = model_option(ref)  # an option with a `???` (hf) raises ConfigError naming the key
     if node is None:
         return None
@@ -147,8 +142,6 @@ def _conf_option(ref: str):
 
 
 def _from_base(source: str, name: str, data_format: str, labels, seed: int) -> LoadedModel:
-    from modelops.models.spec import ModelSpec
-
     saved_task = _task_from_config(source)
     task = saved_task or ("seq_cls" if data_format == "classification" else "causal_lm")
     # A saved classifier keeps its own head and labels; only a bare encoder gets a fresh head for the data.
@@ -157,8 +150,6 @@ def _from_base(source: str, name: str, data_format: str, labels, seed: int) -> L
 
 
 def _from_spec(spec, name: str, labels, seed: int) -> LoadedModel:
-    from modelops.models.loading import load_model, load_tokenizer
-
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
     model = load_model(spec, labels=labels if spec.task == "seq_cls" else None, seed=seed).eval()
     if getattr(model.config, "pad_token_id", None) is None:

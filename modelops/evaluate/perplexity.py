@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from modelops.errors import EvaluationError
@@ -49,7 +52,9 @@ def language_model_scores(
 
     Returns:
         ``{"loss": mean NLL per predicted token (nats), "perplexity": exp(loss), "bits_per_byte": total NLL in bits
-        divided by the total UTF-8 bytes of texts, "tokens": number of predicted tokens}``.
+        divided by the total UTF-8 bytes of texts, "tokens": number of predicted tokens, "rows": per text,
+        {"nll": summed NLL (nats), "tokens": predicted tokens, "bytes": UTF-8 bytes}}``; the corpus values are
+        the ratios of the rows' sums (what the paired intervals of `modelops.stats.paired_metrics` resample).
 
     Raises:
         EvaluationError: If the model is not a causal LM, ``texts`` is empty or has no text of two tokens or more,
@@ -62,27 +67,33 @@ def language_model_scores(
     if batch_size < 1:
         raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
     token_ids = tokenizer(list(texts))["input_ids"]
-    total_bytes = sum(len(text.encode("utf-8")) for text in texts)
+    row_bytes = [len(text.encode("utf-8")) for text in texts]
     rows = [(ids, ids) for ids in token_ids]
-    return labelled_scores(model, rows, total_bytes, max_length, stride, batch_size, device)
+    return labelled_scores(model, rows, row_bytes, max_length, stride, batch_size, device)
 
 
 def labelled_scores(
-    model, rows: list[tuple[list[int], list[int]]], total_bytes: int, max_length: int | None = None,
+    model, rows: list[tuple[list[int], list[int]]], total_bytes: int | Sequence[int], max_length: int | None = None,
     stride: int | None = None, batch_size: int = 8, device=None,
 ) -> dict[str, Any]:  # fmt: skip
     """Like `language_model_scores`, on token ids whose labels say which tokens are scored.
 
     Each row is ``(input_ids, labels)``; a token is scored when its label is not -100 (the mask training uses,
     so ``score_on=answer`` scores the answer tokens only). The first token of a row is never scored. Windows
-    are as in `language_model_scores`; ``total_bytes`` are the UTF-8 bytes of the scored text (bits per byte).
+    are as in `language_model_scores`; ``total_bytes`` are the UTF-8 bytes of the scored text (bits per byte):
+    one per row (they then go in each row's ``"bytes"``), or one total (each row's ``"bytes"`` is None).
     """
     _check_causal_lm(model)
     max_length, stride = _window_sizes(model, max_length, stride)
     if batch_size < 1:
         raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
-    windows = [window for ids, labels in rows for window in _windows(ids, labels, max_length, stride)]
-    total_nll, tokens = _score_windows(model, windows, batch_size, device)
+    row_bytes = [None] * len(rows) if isinstance(total_bytes, int) else [int(b) for b in total_bytes]
+    windows = [
+        (i, window) for i, (ids, labels) in enumerate(rows) for window in _windows(ids, labels, max_length, stride)
+    ]
+    row_nll, row_tokens = _score_windows(model, windows, len(rows), batch_size, device)
+    total_nll, tokens = math.fsum(row_nll), sum(row_tokens)
+    total_bytes = total_bytes if isinstance(total_bytes, int) else sum(row_bytes)
     if tokens == 0:
         raise EvaluationError(
             "perplexity needs a text of at least two tokens (a scored token after the first); no row has one"
@@ -93,7 +104,26 @@ def labelled_scores(
         "perplexity": math.exp(loss),
         "bits_per_byte": total_nll / math.log(2) / total_bytes,
         "tokens": tokens,
+        "rows": [
+            {"nll": nll, "tokens": count, "bytes": size}
+            for nll, count, size in zip(row_nll, row_tokens, row_bytes, strict=True)
+        ],
     }
+
+
+def with_row_scores(predictions: list[dict[str, Any]], scores: list[dict[str, Any]], table) -> list[dict[str, Any]]:
+    """Prediction rows with each row's ``nll``, ``tokens`` and ``bytes`` (`labelled_scores`' ``"rows"``) added.
+
+    Without other predictions, one row per evaluated row, named by ``row`` (a content hash of the row, so a
+    comparison of two saved evaluations can check they scored the same data).
+    """
+    if not predictions:
+        predictions = [{"row": _row_hash(row)} for row in table]
+    return [{**prediction, **score} for prediction, score in zip(predictions, scores, strict=True)]
+
+
+def _row_hash(row: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
 
 def _check_causal_lm(model) -> None:
@@ -144,25 +174,30 @@ def _windows(ids: list[int], labels: list[int], max_length: int, stride: int) ->
     return windows
 
 
-def _score_windows(model, windows: list[tuple[list[int], list[int]]], batch_size: int, device) -> tuple[float, int]:
-    """Total NLL (nats, summed in float64) and number of scored tokens over all windows."""
+def _score_windows(
+    model, windows: list[tuple[int, tuple[list[int], list[int]]]], num_rows: int, batch_size: int, device
+) -> tuple[list[float], list[int]]:
+    """Per row, the summed NLL (nats, float64) and the number of scored tokens of its ``(row, window)`` windows."""
     import torch
 
     device = device if device is not None else next(model.parameters()).device
     # Sorting by length keeps padding small; the stable sort plus masking keeps the result order-independent.
-    ordered = sorted(windows, key=lambda window: len(window[0]))
+    ordered = sorted(windows, key=lambda item: len(item[1][0]))
     was_training = model.training
     model.eval()
-    total_nll, tokens = 0.0, 0
+    row_nll, row_tokens = [0.0] * num_rows, [0] * num_rows
     try:
         with torch.inference_mode():
             for start in range(0, len(ordered), batch_size):
-                input_ids, attention_mask, labels = _collate(ordered[start : start + batch_size], device)
-                total_nll += _batch_nll(model, input_ids, attention_mask, labels)
-                tokens += int((labels != _IGNORE).sum())
+                batch = ordered[start : start + batch_size]
+                input_ids, attention_mask, labels = _collate([window for _, window in batch], device)
+                nll, counts = _window_nll(model, input_ids, attention_mask, labels)
+                for (row, _), window_nll, count in zip(batch, nll, counts, strict=True):
+                    row_nll[row] += window_nll
+                    row_tokens[row] += count
     finally:
         model.train(was_training)
-    return total_nll, tokens
+    return row_nll, row_tokens
 
 
 def _collate(batch: list[tuple[list[int], list[int]]], device):
@@ -180,10 +215,15 @@ def _collate(batch: list[tuple[list[int], list[int]]], device):
     return input_ids.to(device), attention_mask.to(device), labels.to(device)
 
 
-def _batch_nll(model, input_ids, attention_mask, labels) -> float:
-    """Summed NLL of the labelled tokens; logits at position t predict the token at t + 1.
+def _window_nll(model, input_ids, attention_mask, labels) -> tuple[list[float], list[int]]:
+    """Per window, the summed NLL of its labelled tokens (float64) and their count; logits at t predict t + 1.
 
     From hidden states, the labelled positions only, in chunks: a large vocabulary's full logits never exist.
     """
-    nll = lm_loss.loss_sum(model, {"input_ids": input_ids, "attention_mask": attention_mask}, labels)
-    return float(nll.double())
+    import torch
+
+    logprobs, rows = lm_loss.token_logprobs(model, {"input_ids": input_ids, "attention_mask": attention_mask}, labels)
+    sums = torch.zeros(labels.shape[0], dtype=torch.float64, device=logprobs.device)
+    sums = sums.index_add(0, rows, logprobs.double())
+    counts = torch.bincount(rows, minlength=labels.shape[0])
+    return (-sums).tolist(), counts.tolist()

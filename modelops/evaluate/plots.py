@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from modelops.io import atomic_path
+
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str) -> Path:
     """Write `matrix` (rows: true label, columns: predicted label) as an annotated heatmap PNG, atomically."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from modelops.io import atomic_path
 
     counts = np.asarray(matrix)
     names = list(labels) or [str(i) for i in range(len(counts))]

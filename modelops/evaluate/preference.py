@@ -22,6 +22,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from modelops.evaluate.batching import sorted_batches
+from modelops.tasks.preference import PairCollator, response_logps, tokenize_pairs
+
 PREFERENCE_METRICS = ("preference_accuracy", "reward_accuracy", "reward_margin")
 _NEEDS_REFERENCE = ("reward_accuracy", "reward_margin")
 
@@ -30,9 +33,6 @@ def pair_logps(model, tokenizer, table, batch_size: int, max_length: int):
     """Summed response log-probs and token counts, as float64 arrays `[4, pairs]`: chosen, rejected, their counts."""
     import numpy as np
     import torch
-
-    from modelops.evaluate.batching import sorted_batches
-    from modelops.tasks.preference import PairCollator, response_logps, tokenize_pairs
 
     tokenized = tokenize_pairs(table, tokenizer, max_length)
     collate = PairCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
@@ -49,15 +49,21 @@ def pair_logps(model, tokenizer, table, batch_size: int, max_length: int):
 
 def preference_values(names: list[str], policy, reference) -> dict[str, float]:
     """The metrics `names` from `pair_logps` arrays of the model and of its reference (None: not needed)."""
-    chosen, rejected, chosen_n, rejected_n = policy
+    chosen, rejected = policy[0], policy[1]
     values = {}
     if "preference_accuracy" in names:
-        values["preference_accuracy"] = float((chosen / chosen_n.clip(1) > rejected / rejected_n.clip(1)).mean())
+        values["preference_accuracy"] = float(prefers_chosen(policy).mean())
     if reference is not None:
         margin = (chosen - reference[0]) - (rejected - reference[1])
         values["reward_accuracy"] = float((margin > 0).mean())
         values["reward_margin"] = float(margin.mean())
     return {name: values[name] for name in names}
+
+
+def prefers_chosen(policy):
+    """Per pair, whether the chosen side has the higher per-token mean log-probability (a bool array)."""
+    chosen, rejected, chosen_n, rejected_n = policy
+    return chosen / chosen_n.clip(1) > rejected / rejected_n.clip(1)
 
 
 def needs_reference(names: list[str]) -> bool:
@@ -73,10 +79,16 @@ def recorded_base(name: str) -> str | None:
 
 
 def prediction_rows(table, policy, reference) -> list[dict[str, Any]]:
-    """One row per pair: the prompt and the summed log-probs of each side (and of the reference)."""
+    """One row per pair: the prompt, the summed log-probs and token counts of each side (and the reference's
+    log-probs), and ``prefers_chosen`` (the pair's preference_accuracy outcome), for paired intervals."""
     rows = []
+    prefers = prefers_chosen(policy)
     for i, row in enumerate(table):
-        out = {"prompt": row["prompt"], "logp_chosen": float(policy[0, i]), "logp_rejected": float(policy[1, i])}
+        out = {
+            "prompt": row["prompt"], "logp_chosen": float(policy[0, i]), "logp_rejected": float(policy[1, i]),
+            "chosen_tokens": int(policy[2, i]), "rejected_tokens": int(policy[3, i]),
+            "prefers_chosen": bool(prefers[i]),
+        }  # fmt: skip
         if reference is not None:
             out |= {"ref_logp_chosen": float(reference[0, i]), "ref_logp_rejected": float(reference[1, i])}
         rows.append(out)

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelops.errors import EvaluationError
+from modelops.evaluate.plots import plot_confusion_matrix
+from modelops.io import atomic_path, write_json
 from modelops.tables import render
 
 
@@ -55,8 +58,6 @@ class EvalResults:
         directory, say) that gets ``eval.json``, ``predictions.jsonl`` and, when the confusion matrix was
         computed, ``confusion_matrix.png``.
         """
-        from modelops.io import write_json
-
         path = Path(path)
         if path.suffix == ".json":
             return write_json(path, self.to_dict())
@@ -72,8 +73,6 @@ class EvalResults:
         """
         import json
 
-        from modelops.io import atomic_path
-
         path = Path(path)
         with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
             for row in self.predictions:
@@ -87,11 +86,7 @@ class EvalResults:
 
     def plot_confusion_matrix(self, path: str | Path) -> Path:
         """Draw the confusion matrix (counts, true label down, predicted across) as a PNG, atomically."""
-        from modelops.evaluate.plots import plot_confusion_matrix
-
         if "confusion_matrix" not in self.metrics:
-            from modelops.errors import EvaluationError
-
             raise EvaluationError("no confusion_matrix in these results; add it to the metrics")
         title = f"{_short_model(self.model)} ({self.split})"
         return plot_confusion_matrix(self.metrics["confusion_matrix"], self.labels or [], path, title)
@@ -127,6 +122,10 @@ def comparison_table(named: dict[str, EvalResults], deltas: dict[str, dict[str, 
             f"interval: paired bootstrap {some['confidence']:.0%} interval of the delta ({some['resamples']} "
             f"resamples, seed {some['seed']}); p: McNemar's exact test; ~: the interval includes 0 (may be noise)"
         )
+        if deltas.keys() & {"loss", "perplexity", "bits_per_byte"}:
+            lines.append(
+                "loss/perplexity/bits_per_byte intervals: ratio of the resampled rows' summed NLL and tokens/bytes"
+            )
     scored_on = {r.details.get("scored_on") for r in named.values()} - {None}
     if scored_on:
         lines.append(f"loss/perplexity/bits_per_byte scored on: {', '.join(sorted(scored_on))} tokens")

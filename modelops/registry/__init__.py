@@ -14,14 +14,15 @@ API (`MlflowClient`) only. The run directory stays the source of truth: the stor
 
 from __future__ import annotations
 
+from modelops.registry.refs import registered_model_dir as _lookup
+from modelops.registry.refs import registered_version
+
 
 def registered_model_dir(ref: str) -> str | None:
     """The local directory of the registered model version `ref` names, or None when it names none.
 
     See `modelops.registry.refs.registered_model_dir`.
     """
-    from modelops.registry.refs import registered_model_dir as _lookup
-
     return _lookup(ref)
 
 
@@ -31,6 +32,4 @@ def is_registered(ref: str) -> bool:
     Raises:
         ModelError: as `registered_model_dir` does.
     """
-    from modelops.registry.refs import registered_version
-
     return registered_version(ref) is not None

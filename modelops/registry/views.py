@@ -91,30 +91,26 @@ def compare(args) -> dict[str, Any]:
 
 
 def paired_comparison(run_a, run_b) -> dict[str, Any]:
-    """Per-example comparison of two runs' fine-tuned predictions: the paired bootstrap interval of the
-    delta of accuracy (classification) or exact match (generation), and McNemar's exact p-value.
+    """Per-example comparison of two runs' fine-tuned predictions (`modelops.stats.paired_metrics`): the paired
+    bootstrap interval of the delta of each per-example metric they carry (accuracy, exact match, preference and
+    reward accuracy, reward margin, loss, perplexity, bits per byte), McNemar's exact p-value for right/wrong ones.
 
     Needs both runs' `predictions.jsonl` on this machine and the same evaluation rows in the same order;
     otherwise `{"note": why}`.
     """
-    from modelops.stats import paired_delta  # numpy: not on the path of `python -m modelops` startup
+    from modelops.stats import paired_metrics  # numpy: not on the path of `python -m modelops` startup
 
     rows = [_predictions(run) for run in (run_a, run_b)]
     if any(r is None for r in rows):
         return {"note": "per-example intervals need both runs' predictions.jsonl on this machine"}
     a, b = rows
-    keys = ("text", "label", "prompt", "reference")
+    keys = ("text", "label", "prompt", "reference", "row")
     same = len(a) == len(b) and all(
         tuple(x.get(k) for k in keys) == tuple(y.get(k) for k in keys) for x, y in zip(a, b, strict=True)
     )
     if not same:
         return {"note": "not evaluated on the same rows: no paired comparison"}
-    name, correct = ("exact_match", _matched) if "exact_match" in (a[0] if a else {}) else ("accuracy", _right)
-    pairs = [(correct(x), correct(y)) for x, y in zip(a, b, strict=True)]
-    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]  # a reference nothing was extracted from
-    if not pairs:
-        return {"note": "no scored rows to compare"}
-    return {name: paired_delta([float(x) for x, _ in pairs], [float(y) for _, y in pairs], binary=True)}
+    return paired_metrics(a, b) or {"note": "no scored rows to compare"}
 
 
 def _predictions(run) -> list[dict[str, Any]] | None:
@@ -122,14 +118,6 @@ def _predictions(run) -> list[dict[str, Any]] | None:
     if not run.data.tags.get("run_dir") or not path.is_file():
         return None
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _right(row: dict[str, Any]) -> bool:
-    return row.get("prediction") == row.get("label")
-
-
-def _matched(row: dict[str, Any]) -> bool | None:
-    return row.get("exact_match")
 
 
 def metric_rows(ma: dict[str, float], mb: dict[str, float]) -> list[list[Any]]:
@@ -248,9 +236,10 @@ def _render_paired(paired: dict[str, Any]) -> str:
     lines = []
     for name, d in paired.items():
         mark = "  ~ the interval includes 0: may be noise" if d["includes_zero"] else ""
+        p = f", McNemar p={d['mcnemar_p']:.3g}" if "mcnemar_p" in d else ""
         lines.append(
             f"per example, {name} (n={d['n']}): delta {d['delta']:+.4f}, {d['confidence']:.0%} paired bootstrap "
-            f"interval [{d['low']:+.4f}, {d['high']:+.4f}], McNemar p={d['mcnemar_p']:.3g}{mark}"
+            f"interval [{d['low']:+.4f}, {d['high']:+.4f}]{p}{mark}"
         )
     return "\n".join(lines)
 

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from modelops.config.build import construct
+from modelops.config.validate import check_node
 from modelops.errors import ConfigError, did_you_mean
 from modelops.sanitize.step import SanitizeStep
 
@@ -46,9 +48,6 @@ def build_steps(entries: list[Any], where: str = "sanitizer.steps", allowed: Seq
 
 def build_step(entry: Any, where: str, allowed: Sequence[str] = ()) -> Any:
     """One step object from one config entry; `where` is its config key (``sanitizer.steps.2``)."""
-    from modelops.config.build import construct
-    from modelops.config.validate import check_node
-
     if isinstance(entry, str):
         entry = {"name": entry}
     if not isinstance(entry, Mapping):

@@ -16,8 +16,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelops.config.paths import conf_dir
 from modelops.errors import ConfigError
-from modelops.sanitize.step import EVAL_SPLITS, MODIFIED, REASON, SanitizeStep, StepContext, arrow_table, eval_row_texts
+from modelops.io import atomic_path, write_json
+from modelops.sanitize.registry import build_steps, rekey
+from modelops.sanitize.step import (
+    EVAL_SPLITS,
+    MODIFIED,
+    REASON,
+    SanitizeStep,
+    StepContext,
+    arrow_dataset,
+    arrow_table,
+    eval_row_texts,
+)
 from modelops.tables import render
 
 _EXAMPLES = 3
@@ -28,8 +40,6 @@ _WHERE = "sanitizer.steps"
 def default_option() -> dict[str, Any]:
     """``conf/sanitizer/default.yaml`` as a dict: the one definition of what `DatasetSanitizer()` runs."""
     from omegaconf import OmegaConf
-
-    from modelops.config.paths import conf_dir
 
     return OmegaConf.to_container(OmegaConf.load(conf_dir() / "sanitizer" / "default.yaml"), resolve=True)
 
@@ -100,8 +110,6 @@ class SanitizeReport:
         """Write `sanitize_report.json`, `rejected.jsonl` and `flagged.jsonl` into `directory`, atomically."""
         from pathlib import Path
 
-        from modelops.io import write_json
-
         directory = Path(directory)
         write_json(directory / "sanitize_report.json", self.to_dict())
         _write_rows(directory / "rejected.jsonl", self.rejected)
@@ -110,8 +118,6 @@ class SanitizeReport:
 
 def _write_rows(path, rows: RejectedRows) -> None:
     import json
-
-    from modelops.io import atomic_path
 
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
@@ -151,8 +157,6 @@ class DatasetSanitizer:
         splits: list[str] | None = None,
         tokenizer: Any = None,
     ):
-        from modelops.sanitize.registry import build_steps
-
         defaults = default_option()
         num_proc = defaults["num_proc"] if num_proc is None else num_proc
         batch_size = defaults["batch_size"] if batch_size is None else batch_size
@@ -200,8 +204,6 @@ class DatasetSanitizer:
 
     def check(self, format: str, split_names: list[str] | None = None) -> None:
         """Raise `ConfigError` naming ``sanitizer.steps.<i>`` for the first step that cannot run on this data."""
-        from modelops.sanitize.registry import rekey
-
         ctx = StepContext(format=format, tokenizer=self.tokenizer)
         for i, step in enumerate(self.steps):
             if not step.runs_on(format):
@@ -287,8 +289,6 @@ def _take(data, indices, features):
     """A `datasets.Dataset` over the rows of Arrow table `data` at `indices` (all when None): one `take`."""
     import datasets
     import pyarrow as pa
-
-    from modelops.sanitize.step import arrow_dataset
 
     if indices is not None:
         data = data.take(pa.array(indices, type=pa.int64()))

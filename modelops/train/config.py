@@ -1,7 +1,8 @@
 """`TrainConfig`: the training loop's settings as plain typed fields (no torch import here).
 
-The default of every field is read from `conf/trainer/default.yaml`, the one place it is written, so
-`TrainConfig()`, `FineTuningJob(...)` and the CLI's `trainer=default` train alike.
+The field defaults below are the one source of the trainer's defaults: `conf/trainer/default.yaml` spells
+the same values out for the CLI (a test keeps them equal), so `TrainConfig()`, `FineTuningJob(...)` and the
+CLI's `trainer=default` train alike.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelops.config.options import group_defaults
 from modelops.errors import ConfigError
 from modelops.tasks.truncation import SIDES, TOO_LONG
 
@@ -30,12 +30,10 @@ SCALE_REWARDS = ("group", "batch", "none")
 EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity"),
                 "preference": ("loss", "reward_accuracy", "reward_margin"), "grpo": ("reward",)}  # fmt: skip
 
-_DEFAULTS = group_defaults("trainer")
-
 
 @dataclass
 class TrainConfig:
-    """How to train. Field defaults come from `conf/trainer/default.yaml`.
+    """How to train. `conf/trainer/default.yaml` spells out these field defaults.
 
     Args:
         epochs: passes over the training split.
@@ -119,55 +117,55 @@ class TrainConfig:
         reward_weights: GRPO: one weight per reward function (null: all 1); the reward is the weighted sum.
     """
 
-    epochs: int = _DEFAULTS["epochs"]
-    max_steps: int | None = _DEFAULTS["max_steps"]
-    batch_size: int = _DEFAULTS["batch_size"]
-    gradient_accumulation_steps: int = _DEFAULTS["gradient_accumulation_steps"]
-    learning_rate: float = _DEFAULTS["learning_rate"]
-    weight_decay: float = _DEFAULTS["weight_decay"]
+    epochs: int = 3
+    max_steps: int | None = None
+    batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
     optimizer: Any = None
-    scheduler: str = _DEFAULTS["scheduler"]
-    warmup_ratio: float = _DEFAULTS["warmup_ratio"]
-    warmup_steps: int | None = _DEFAULTS["warmup_steps"]
-    max_grad_norm: float | None = _DEFAULTS["max_grad_norm"]
-    batching: str = _DEFAULTS["batching"]
-    mixed_precision: str = _DEFAULTS["mixed_precision"]
-    seed: int = _DEFAULTS["seed"]
-    log_every: int = _DEFAULTS["log_every"]
-    log_with: Any = _DEFAULTS["log_with"]
-    eval_batch_size: int = _DEFAULTS["eval_batch_size"]
-    eval_every: int | None = _DEFAULTS["eval_every"]
-    eval_metric: str = _DEFAULTS["eval_metric"]
-    eval_mode: str = _DEFAULTS["eval_mode"]
-    early_stopping_patience: int | None = _DEFAULTS["early_stopping_patience"]
-    keep_best: bool = _DEFAULTS["keep_best"]
-    checkpoint_every: int | None = _DEFAULTS["checkpoint_every"]
-    keep_checkpoints: int = _DEFAULTS["keep_checkpoints"]
-    resume: str | None = _DEFAULTS["resume"]
-    loss_on: str = _DEFAULTS["loss_on"]
-    too_long: str = _DEFAULTS["too_long"]
-    truncation_side: str = _DEFAULTS["truncation_side"]
-    cache_dir: str | None = _DEFAULTS["cache_dir"]
-    merge_adapter: bool = _DEFAULTS["merge_adapter"]
-    preview_examples: int = _DEFAULTS["preview_examples"]
-    compile: bool = _DEFAULTS["compile"]
-    liger: bool = _DEFAULTS["liger"]
-    chunked_loss: bool = _DEFAULTS["chunked_loss"]
-    objective: str = _DEFAULTS["objective"]
-    beta: float | None = _DEFAULTS["beta"]
-    label_smoothing: float = _DEFAULTS["label_smoothing"]
-    simpo_gamma: float = _DEFAULTS["simpo_gamma"]
-    num_generations: int = _DEFAULTS["num_generations"]
-    max_new_tokens: int = _DEFAULTS["max_new_tokens"]
-    temperature: float = _DEFAULTS["temperature"]
-    top_p: float = _DEFAULTS["top_p"]
-    epsilon: float = _DEFAULTS["epsilon"]
-    epsilon_high: float | None = _DEFAULTS["epsilon_high"]
-    loss_type: str = _DEFAULTS["loss_type"]
-    scale_rewards: str = _DEFAULTS["scale_rewards"]
-    num_iterations: int = _DEFAULTS["num_iterations"]
+    scheduler: str = "linear"
+    warmup_ratio: float = 0.1
+    warmup_steps: int | None = None
+    max_grad_norm: float | None = 1.0
+    batching: str = "group_by_length"
+    mixed_precision: str = "auto"
+    seed: int = 0
+    log_every: int = 10
+    log_with: Any = None
+    eval_batch_size: int = 64
+    eval_every: int | None = None
+    eval_metric: str = "loss"
+    eval_mode: str = "auto"
+    early_stopping_patience: int | None = None
+    keep_best: bool = False
+    checkpoint_every: int | None = 500
+    keep_checkpoints: int = 2
+    resume: str | None = "auto"
+    loss_on: str = "answer"
+    too_long: str = "truncate"
+    truncation_side: str = "left"
+    cache_dir: str | None = None
+    merge_adapter: bool = False
+    preview_examples: int = 1
+    compile: bool = False
+    liger: bool = False
+    chunked_loss: bool = True
+    objective: str = "sft"
+    beta: float | None = None
+    label_smoothing: float = 0.0
+    simpo_gamma: float = 0.5
+    num_generations: int = 8
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    num_iterations: int = 1
     rewards: Any = None
-    reward_weights: Any = _DEFAULTS["reward_weights"]
+    reward_weights: Any = None
 
     def __post_init__(self) -> None:
         if self.beta is None:  # DPO's temperature, or GRPO's KL weight (0: no reference model, as TRL)
