@@ -11,6 +11,7 @@ from typing import Any
 
 from modelops.config.options import group_defaults
 from modelops.errors import ConfigError
+from modelops.tasks.task import tracked_metrics
 from modelops.tasks.truncation import SIDES, TOO_LONG
 
 SCHEDULES = ("linear", "cosine", "constant")
@@ -21,9 +22,8 @@ LOSS_ON = ("answer", "all")
 #: `sft` trains on demonstrations; the others on `preference` pairs (modelops.tasks.preference).
 OBJECTIVES = ("sft", "dpo", "ipo", "simpo", "orpo")
 #: Metrics the loop can track during training, per task (`loss` is the validation loss per target token),
-#: and for the preference objectives (`loss` is the objective's mean over validation pairs).
-EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity"),
-                "preference": ("loss", "reward_accuracy", "reward_margin")}  # fmt: skip
+#: and for the preference objectives (`loss` is the objective's mean over validation pairs): each task's own.
+EVAL_METRICS = tracked_metrics()
 
 _DEFAULTS = group_defaults("trainer")
 
