@@ -168,3 +168,13 @@ def test_a_new_objective_plugs_in_with_a_task_object_and_trains_as_its_loss_says
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
     saved = json.loads((toy.model_dir / "modelops.json").read_text())
     assert saved["objective"] == "toy"
+
+
+def test_a_classifier_preview_shows_each_row_with_its_label(tmp_path):
+    from modelops.data.dataset import Dataset
+    from modelops.train.data import preview_text
+
+    rows = [{"text": "a fine film", "label": "pos"}, {"text": "a dull film", "label": "neg"}]
+    text = preview_text(Dataset.from_records(rows), CLS, TrainConfig(cache_dir=str(tmp_path)), n=2)
+    assert text.count("--- example") == 2
+    assert "label 'pos'" in text and "a fine film" in text.lower() and "label 'neg'" in text

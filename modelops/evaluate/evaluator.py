@@ -28,7 +28,7 @@ from modelops.config.options import group_defaults
 from modelops.data.answers import NORMALIZATIONS, build_filters, check_match
 from modelops.errors import EvaluationError
 from modelops.evaluate.results import EvalResults
-from modelops.tasks.task import BY_FORMAT, GENERATIVE_FORMATS, Task, task_for
+from modelops.tasks.task import BY_FORMAT, GENERATIVE_FORMATS, Task, model_task, task_for
 
 #: Metrics used when none are given, by data format: each format's task's `default_metrics`.
 DEFAULT_METRICS = {fmt: task_for(None, fmt).default_metrics(fmt) for fmt in BY_FORMAT}
@@ -222,7 +222,8 @@ class Evaluator:
 
     def _classification(self, chosen, loaded, dataset, table, split: str):
         texts, raw_labels = list(table["text"]), list(table["label"])
-        if loaded.task == "seq_cls":
+        causal = model_task(loaded.task).causal  # a causal LM scores each label's verbalisation
+        if not causal:
             labels = loaded.labels or []
             references = _label_ids(raw_labels, labels, split, loaded.name)
             scores = self._classifier_scores(loaded, texts)
@@ -236,7 +237,7 @@ class Evaluator:
             {"text": text, "label": labels[ref], "prediction": labels[pred]}
             for text, ref, pred in zip(texts, references.tolist(), predicted.tolist(), strict=True)
         ]
-        if loaded.task == "causal_lm":
+        if causal:
             for row, row_scores in zip(rows, scores.tolist(), strict=True):
                 row["loglikelihoods"] = dict(zip(labels, row_scores, strict=True))
         return values, rows
@@ -407,7 +408,7 @@ def _check_format(chosen, task: Task, data_format: str) -> None:
 def _check_task(chosen, loaded) -> None:
     """Refuse LM and generative metrics for a sequence classifier."""
     needs_lm = [m.name for m in chosen if m.kind in ("language_model", "generative", "preference")]
-    if needs_lm and loaded.task != "causal_lm":
+    if needs_lm and not model_task(loaded.task).causal:
         raise EvaluationError(
             f"metric(s) {needs_lm} need a causal language model; {loaded.name!r} is a sequence classifier "
             f"({type(loaded.model).__name__})"

@@ -343,6 +343,11 @@ def task_for(spec: ModelSpec | None, dataset_format: str, objective: str | None 
     return factory(objective)
 
 
+def model_task(name: str) -> Task:
+    """The task a loaded model's head is made for (`seq_cls`, `causal_lm`): how an evaluation scores with it."""
+    return SUPERVISED[name]("sft")
+
+
 def tracked_metrics() -> dict[str, tuple[str, ...]]:
     """Validation metrics per task name, over every registered task (`trainer.eval_metric` choices)."""
     kinds = [*SUPERVISED.values(), *OBJECTIVES.values()]
