@@ -1,12 +1,13 @@
 """One object per task: what it trains on, how its rows become batches, its loss step and its metrics.
 
-`task_for(spec, dataset_format, objective)` picks the task once, from the two registries below (the
-only place the task, objective and format strings are compared); training (`modelops.train`) and
-evaluation (`modelops.evaluate`) then ask the task for its pieces instead of branching on strings.
+`task_for(spec, dataset_format, objective)` picks the task once, from the registries below (the only
+place a task is chosen by those strings); training (`modelops.train`) and evaluation (`modelops.evaluate`)
+then ask the task for its pieces instead of branching on strings. A task's own checks (which data formats
+it takes) stay inside it.
 
-Adding an objective is one `Task` subclass and one `OBJECTIVES` entry (plus the config option that
-names it): the loop calls the task's `check`, `tokenize`, `collator`, `loss_step`, `stepper` and
-`validation_scorer`, whatever it is.
+Adding an objective is one `Task` subclass (`modelops.tasks.base`) and one `OBJECTIVES` entry (plus the
+config option that names it): the loop calls the task's `check`, `tokenize`, `collator`, `loss_step`,
+`stepper` and `validation_scorer`, whatever it is.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelops.errors import ConfigError, DataError
 from modelops.models.spec import ModelSpec
-from modelops.tasks.batching import CountingCollator, model_columns
+from modelops.tasks.base import Task
+from modelops.tasks.batching import CountingCollator
 
 if TYPE_CHECKING:  # the config lives in `modelops.train`, above this layer: read, never imported
     from modelops.train.config import TrainConfig
@@ -25,104 +27,6 @@ if TYPE_CHECKING:  # the config lives in `modelops.train`, above this layer: rea
 CAUSAL_FORMATS = ("text", "completion", "instruction", "chat", "preference")
 #: Formats whose rows are a prompt and its answer (generation is scored against the answer).
 GENERATIVE_FORMATS = ("completion", "instruction", "chat")
-
-
-class Task:
-    """What differs between tasks. One level of defaults: a subclass overrides what its task does otherwise.
-
-    Attributes:
-        name: the task's name where the config and messages show it (`trainer.eval_metric` lists per name).
-        objective: the `trainer.objective` it trains with.
-        causal: whether it trains a causal LM (attention kernel choice, packing, `loss_on`, truncation side).
-        eval_metrics: the validation metrics the loop can track (`trainer.eval_metric`).
-        truncation_report: whether tokenising writes the `too_long` report (`tokenize_report.json`).
-        preview_in_training: whether training shows the first examples (`trainer.preview_examples`).
-        labelled: its rows carry a class label (classification metrics score them).
-        pairs: its rows are preference pairs (preference metrics score them, and only them).
-    """
-
-    name: str = ""
-    causal: bool = False
-    eval_metrics: tuple[str, ...] = ("loss",)
-    truncation_report: bool = True
-    preview_in_training: bool = True
-    labelled: bool = False
-    pairs: bool = False
-
-    def __init__(self, objective: str = "sft"):
-        self.objective = objective
-
-    def check(self, spec: ModelSpec, dataset, config: TrainConfig) -> None:
-        """Refuse a model, data format or settings this task cannot train with (ConfigError/DataError)."""
-
-    def check_eval_metric(self, spec: ModelSpec, config: TrainConfig) -> None:
-        """Refuse a `trainer.eval_metric` this task does not compute during training."""
-        if config.eval_every and config.eval_metric not in self.eval_metrics:
-            raise ConfigError(
-                f"trainer.eval_metric: {config.eval_metric!r} is not tracked for {self._tracked_for(spec)}; "
-                f"use one of {list(self.eval_metrics)}"
-            )
-
-    def _tracked_for(self, spec: ModelSpec) -> str:
-        return spec.task
-
-    def model_labels(self, labels: list[str] | None) -> list[str] | None:
-        """The labels the model is loaded with (a classifier's head); None for other tasks."""
-        return None
-
-    def cache_key(self, dataset, spec: ModelSpec, config: TrainConfig) -> dict[str, Any]:
-        """What, beyond the data, tokenizer and lengths, changes this task's tokenised rows."""
-        return {}
-
-    def tokenize(self, dataset, split: str, tokenizer, spec: ModelSpec, config: TrainConfig, locate):
-        """The rows of `dataset[split]` as token ids (with the bookkeeping columns of `modelops.tasks.truncation`).
-
-        Args:
-            locate: row indices -> their places (file:line) for messages.
-        """
-        raise NotImplementedError
-
-    def rows(self, tokenized):
-        """The columns of the tokenised rows that batches carry."""
-        return tokenized.select_columns(model_columns(tokenized))
-
-    def collator(self, tokenizer, spec: ModelSpec, packing: bool, layout: str) -> Callable[[list], dict[str, Any]]:
-        """Batches of rows, with `num_tokens` and `num_targets` (what the step divides by)."""
-        raise NotImplementedError
-
-    def preview(self, tokenized, tokenizer, n: int, labels: list[str] | None = None) -> str:
-        """The first `n` examples as the model sees them."""
-        return ""
-
-    def loss_step(self, accelerator, model, spec: ModelSpec, config: TrainConfig):
-        """The objective's own loss step (summed loss of a batch, its metrics, `validate`); None: the
-        stepper's cross-entropy (token-level for causal LMs, row-level for classifiers)."""
-        return None
-
-    def stepper(self, default: Callable[..., Any], accelerator, model, optimizer, scheduler, config: TrainConfig,
-                loss_step):  # fmt: skip
-        """The object the loop calls `.step(window)` on each optimizer step: `default` (the loop's `_Stepper`)
-        unless the task steps otherwise (one that generates before it steps, say)."""
-        return default(accelerator, model, optimizer, scheduler, self.causal, config.max_grad_norm, loss_step,
-                       config.liger, config.chunked_loss)  # fmt: skip
-
-    def validation_scorer(self, loss_step, accelerator, model, validation, collate, config: TrainConfig):
-        """What computes the validation metrics; None: the loop's own (loss and perplexity or accuracy/F1)."""
-        return None
-
-    def default_metrics(self, data_format: str) -> list[str]:
-        """The metrics the Evaluator computes on this task's data when none are asked for."""
-        raise NotImplementedError
-
-    def generates(self, data_format: str) -> bool:
-        """Whether rows of `data_format` are a prompt and its answer (generation is scored against the answer)."""
-        return False
-
-    def lm_texts(self, table, data_format: str, tokenizer) -> list[str]:
-        """The text LM metrics score for each row: the example rendered by `segments` (prompt and answer)."""
-        from modelops.models.templates import segments
-
-        return ["".join(text for text, _ in segments(row, data_format, tokenizer)) for row in table]
 
 
 class SequenceClassification(Task):
