@@ -165,7 +165,8 @@ def run_peer(data, seed: int, workdir: Path, lr: float, targets: list[str]) -> d
 
     from modelops.evaluate import Evaluator
     from modelops.models.loading import load_model, load_tokenizer
-    from modelops.train.batching import model_columns, tokenize_classification
+    from modelops.tasks.batching import model_columns
+    from modelops.tasks.classification import tokenize_classification
 
     tokenizer = load_tokenizer("minilm")
     model = load_model(spec(targets), labels=data.labels, seed=seed)

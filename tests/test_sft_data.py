@@ -8,9 +8,9 @@ import pytest
 from modelops.errors import DataError
 from modelops.models.tiny import byte_tokenizer
 from modelops.tasks.packing import causal_lm_collator
+from modelops.tasks.preview import preview
 from modelops.tasks.sft import tokenize_causal_lm
 from modelops.tasks.truncation import CUT, END_CUT, PROMPT_CUT, ROW, WHOLE
-from modelops.train.preview import preview
 
 EOS = "</s>"
 

@@ -28,17 +28,10 @@ from modelops.data.answers import NORMALIZATIONS, build_filters, check_match
 from modelops.errors import EvaluationError
 from modelops.evaluate.perplexity import with_row_scores
 from modelops.evaluate.results import EvalResults
+from modelops.tasks.task import BY_FORMAT, GENERATIVE_FORMATS, Task, model_task, task_for
 
-#: Metrics used when none are given, by data format.
-DEFAULT_METRICS = {
-    "classification": ["accuracy", "f1", "precision", "recall", "confusion_matrix"],
-    "text": ["loss", "perplexity", "bits_per_byte"],
-    "completion": ["exact_match"],
-    "instruction": ["exact_match"],
-    "chat": ["exact_match"],
-    "preference": ["preference_accuracy", "reward_accuracy", "reward_margin"],
-}
-GENERATIVE_FORMATS = ("completion", "instruction", "chat")
+#: Metrics used when none are given, by data format: each format's task's `default_metrics`.
+DEFAULT_METRICS = {fmt: task_for(None, fmt).default_metrics(fmt) for fmt in BY_FORMAT}
 
 
 class Evaluator:
@@ -161,22 +154,23 @@ class Evaluator:
         from modelops.evaluate.models import load_for_evaluation
         from modelops.tasks.metrics import resolve_metrics
 
-        chosen = resolve_metrics(metrics or self.metrics or DEFAULT_METRICS[dataset.format])
+        task = task_for(None, dataset.format)
+        chosen = resolve_metrics(metrics or self.metrics or task.default_metrics(dataset.format))
         split = split or self.split or dataset.eval_split()
         table = dataset[split]
         if len(table) == 0:
             raise EvaluationError(f"split {split!r} is empty: nothing to evaluate")
-        _check_format(chosen, dataset.format)
+        _check_format(chosen, task, dataset.format)
         loaded = load_for_evaluation(model, dataset.format, dataset.labels, self.seed)
         _check_task(chosen, loaded)
         if not isinstance(model, tuple | list):
             loaded.model.to(self.device or _default_device())
         with inference(loaded.model):
-            values, predictions = self._compute(chosen, loaded, dataset, table, split)
+            values, predictions = self._compute(chosen, task, loaded, dataset, table, split)
         return EvalResults(
             metrics={m.name: values[m.name] for m in chosen}, model=loaded.name, split=split,
             num_examples=len(table), predictions=predictions, task=loaded.task,
-            labels=dataset.labels if dataset.format == "classification" else None,
+            labels=task.model_labels(dataset.labels),
             details={key: values[key] for key in ("scored_on", "extraction") if key in values},
         )  # fmt: skip
 
@@ -189,7 +183,7 @@ class Evaluator:
         from modelops.models.loading import load_tokenizer
 
         generates = self.metrics is None or any(m.kind in ("generative", "custom") for m in self.metrics)
-        if dataset.format not in GENERATIVE_FORMATS or not generates:
+        if not task_for(None, dataset.format).generates(dataset.format) or not generates:
             return None
         split = self.split or dataset.eval_split()
         return preview(dataset, split, load_tokenizer(str(model)), self.num_fewshot, self.seed)
@@ -203,20 +197,20 @@ class Evaluator:
 
         return paired_deltas(base, tuned, self.resamples, self.seed)
 
-    def _compute(self, chosen, loaded, dataset, table, split: str) -> tuple[dict[str, Any], list[dict]]:
+    def _compute(self, chosen, task: Task, loaded, dataset, table, split: str) -> tuple[dict[str, Any], list[dict]]:
         values: dict[str, Any] = {}
         predictions: list[dict] = []
         preference = [m.name for m in chosen if m.kind == "preference"]
         if preference:
             return self._preference(preference, loaded, dataset, table)
         predictive = [m for m in chosen if m.kind in ("classification", "generative", "custom")]
-        if predictive and dataset.format == "classification":
+        if predictive and task.labelled:
             values, predictions = self._classification(predictive, loaded, dataset, table, split)
         elif predictive:
             values, predictions = self._generative(predictive, loaded, dataset, table, split)
         lm = [m.name for m in chosen if m.kind == "language_model"]
         if lm:
-            scores = self._language_model(loaded, dataset.format, table)
+            scores = self._language_model(task, loaded, dataset.format, table)
             values.update({name: scores[name] for name in lm})
             values["scored_on"] = scores["scored_on"]
             predictions = with_row_scores(predictions, scores["rows"], table)  # per-row NLL: paired intervals
@@ -226,7 +220,8 @@ class Evaluator:
 
     def _classification(self, chosen, loaded, dataset, table, split: str):
         texts, raw_labels = list(table["text"]), list(table["label"])
-        if loaded.task == "seq_cls":
+        causal = model_task(loaded.task).causal  # a causal LM scores each label's verbalisation
+        if not causal:
             labels = loaded.labels or []
             references = _label_ids(raw_labels, labels, split, loaded.name)
             scores = self._classifier_scores(loaded, texts)
@@ -240,7 +235,7 @@ class Evaluator:
             {"text": text, "label": labels[ref], "prediction": labels[pred]}
             for text, ref, pred in zip(texts, references.tolist(), predicted.tolist(), strict=True)
         ]
-        if loaded.task == "causal_lm":
+        if causal:
             for row, row_scores in zip(rows, scores.tolist(), strict=True):
                 row["loglikelihoods"] = dict(zip(labels, row_scores, strict=True))
         return values, rows
@@ -353,12 +348,12 @@ class Evaluator:
 
     # -- language modelling -------------------------------------------------------------------
 
-    def _language_model(self, loaded, data_format: str, table) -> dict[str, Any]:
+    def _language_model(self, task: Task, loaded, data_format: str, table) -> dict[str, Any]:
         from modelops.evaluate.perplexity import labelled_scores, language_model_scores
 
-        if self.score_on == "all" or data_format not in GENERATIVE_FORMATS:
+        if self.score_on == "all" or not task.generates(data_format):
             scores = language_model_scores(
-                loaded.model, loaded.tokenizer, lm_texts(table, data_format, loaded.tokenizer),
+                loaded.model, loaded.tokenizer, task.lm_texts(table, data_format, loaded.tokenizer),
                 max_length=self.max_length, stride=self.stride, batch_size=self.batch_size,
             )  # fmt: skip
             return {**scores, "scored_on": "all"}
@@ -367,15 +362,6 @@ class Evaluator:
             loaded.model, rows, row_bytes, self.max_length, self.stride, self.batch_size
         )  # fmt: skip
         return {**scores, "scored_on": "answer"}
-
-
-def lm_texts(table, data_format: str, tokenizer) -> list[str]:
-    """The text LM metrics score for each row: ``text``, or the example rendered by `segments`."""
-    if data_format in ("text", "classification"):
-        return list(table["text"])
-    from modelops.models.templates import segments
-
-    return ["".join(text for text, _ in segments(row, data_format, tokenizer)) for row in table]
 
 
 def answer_tokens(table, data_format: str, tokenizer) -> tuple[list[tuple[list[int], list[int]]], list[int]]:
@@ -395,32 +381,32 @@ def answer_tokens(table, data_format: str, tokenizer) -> tuple[list[tuple[list[i
     return rows, row_bytes
 
 
-def _check_format(chosen, data_format: str) -> None:
-    """Refuse metrics that the data format cannot give, before any model is loaded."""
+def _check_format(chosen, task: Task, data_format: str) -> None:
+    """Refuse metrics that the data (its task and format) cannot give, before any model is loaded."""
     for metric in chosen:
-        if metric.kind == "classification" and data_format != "classification":
+        if metric.kind == "classification" and not task.labelled:
             raise EvaluationError(
                 f"metric {metric.name!r} needs classification data (text, label); this dataset's format is "
                 f"{data_format!r}"
             )
-        if metric.kind == "generative" and data_format not in GENERATIVE_FORMATS:
+        if metric.kind == "generative" and not task.generates(data_format):
             raise EvaluationError(
                 f"metric {metric.name!r} needs prompt/answer data ({', '.join(GENERATIVE_FORMATS)}); "
                 f"this dataset's format is {data_format!r}"
             )
-        if (metric.kind == "preference") != (data_format == "preference"):
+        if (metric.kind == "preference") != task.pairs:
             raise EvaluationError(
                 f"metric {metric.name!r}: preference metrics score preference data (prompt, chosen, rejected), "
                 f"other metrics other data; this dataset's format is {data_format!r}"
             )
-        if metric.kind == "custom" and data_format == "text":
+        if metric.kind == "custom" and not (task.labelled or task.generates(data_format)):
             raise EvaluationError(f"metric {metric.name!r}: text data has no predictions to score a custom metric on")
 
 
 def _check_task(chosen, loaded) -> None:
     """Refuse LM and generative metrics for a sequence classifier."""
     needs_lm = [m.name for m in chosen if m.kind in ("language_model", "generative", "preference")]
-    if needs_lm and loaded.task != "causal_lm":
+    if needs_lm and not model_task(loaded.task).causal:
         raise EvaluationError(
             f"metric(s) {needs_lm} need a causal language model; {loaded.name!r} is a sequence classifier "
             f"({type(loaded.model).__name__})"

@@ -291,30 +291,55 @@ class PreferenceLoss:
 
     def __call__(self, policy: SideLogps, reference: SideLogps | None) -> tuple[Any, Any, Any]:
         """Return (losses, chosen rewards, rejected rewards), each [B]; rewards are detached."""
-        import torch.nn.functional as F
+        return _PAIR_LOSSES[self.objective](self, policy, reference)
 
-        beta, smooth = self.beta, self.label_smoothing
-        if self.objective in ("dpo", "ipo"):
-            chosen_ratio, rejected_ratio = policy.chosen - reference.chosen, policy.rejected - reference.rejected
-            rewards = (beta * chosen_ratio.detach(), beta * rejected_ratio.detach())
-            if self.objective == "dpo":
-                delta = beta * (chosen_ratio - rejected_ratio)
-                return -(1 - smooth) * F.logsigmoid(delta) - smooth * F.logsigmoid(-delta), *rewards
-            chosen_mean, rejected_mean = policy.means()
-            ref_chosen, ref_rejected = reference.means()
-            delta = (chosen_mean - ref_chosen) - (rejected_mean - ref_rejected)
-            return (delta - 1 / (2 * beta)) ** 2, *rewards
-        chosen_mean, rejected_mean = policy.means()
-        rewards = (beta * chosen_mean.detach(), beta * rejected_mean.detach())
-        if self.objective == "simpo":
-            delta = beta * (chosen_mean - rejected_mean) - self.simpo_gamma
-            return -(1 - smooth) * F.logsigmoid(delta) - smooth * F.logsigmoid(-delta), *rewards
-        import torch
 
-        log_odds = (chosen_mean - rejected_mean) - (
-            torch.log1p(-torch.exp(chosen_mean)) - torch.log1p(-torch.exp(rejected_mean))
-        )
-        return -chosen_mean - beta * F.logsigmoid(log_odds), *rewards
+def _smoothed_sigmoid(delta, smooth: float):
+    import torch.nn.functional as F
+
+    return -(1 - smooth) * F.logsigmoid(delta) - smooth * F.logsigmoid(-delta)
+
+
+def _ratio_rewards(beta: float, policy: SideLogps, reference: SideLogps):
+    """Policy/reference log-ratios of each side, and their rewards (dpo, ipo)."""
+    chosen_ratio, rejected_ratio = policy.chosen - reference.chosen, policy.rejected - reference.rejected
+    return chosen_ratio, rejected_ratio, (beta * chosen_ratio.detach(), beta * rejected_ratio.detach())
+
+
+def _dpo(loss: PreferenceLoss, policy: SideLogps, reference: SideLogps):
+    chosen_ratio, rejected_ratio, rewards = _ratio_rewards(loss.beta, policy, reference)
+    return _smoothed_sigmoid(loss.beta * (chosen_ratio - rejected_ratio), loss.label_smoothing), *rewards
+
+
+def _ipo(loss: PreferenceLoss, policy: SideLogps, reference: SideLogps):
+    _, _, rewards = _ratio_rewards(loss.beta, policy, reference)
+    chosen_mean, rejected_mean = policy.means()
+    ref_chosen, ref_rejected = reference.means()
+    delta = (chosen_mean - ref_chosen) - (rejected_mean - ref_rejected)
+    return (delta - 1 / (2 * loss.beta)) ** 2, *rewards
+
+
+def _simpo(loss: PreferenceLoss, policy: SideLogps, reference: None):
+    chosen_mean, rejected_mean = policy.means()
+    rewards = (loss.beta * chosen_mean.detach(), loss.beta * rejected_mean.detach())
+    delta = loss.beta * (chosen_mean - rejected_mean) - loss.simpo_gamma
+    return _smoothed_sigmoid(delta, loss.label_smoothing), *rewards
+
+
+def _orpo(loss: PreferenceLoss, policy: SideLogps, reference: None):
+    import torch
+    import torch.nn.functional as F
+
+    chosen_mean, rejected_mean = policy.means()
+    rewards = (loss.beta * chosen_mean.detach(), loss.beta * rejected_mean.detach())
+    log_odds = (chosen_mean - rejected_mean) - (
+        torch.log1p(-torch.exp(chosen_mean)) - torch.log1p(-torch.exp(rejected_mean))
+    )
+    return -chosen_mean - loss.beta * F.logsigmoid(log_odds), *rewards
+
+
+#: Each objective's pair losses and rewards (formulas in the module docstring).
+_PAIR_LOSSES = {"dpo": _dpo, "ipo": _ipo, "simpo": _simpo, "orpo": _orpo}
 
 
 # -- the loss step the loop calls ------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelops.errors import ConfigError
+from modelops.tasks.task import tracked_metrics
 from modelops.tasks.truncation import SIDES, TOO_LONG
 
 SCHEDULES = ("linear", "cosine", "constant")
@@ -19,16 +20,14 @@ BATCHING = ("pad", "group_by_length", "packing")
 EVAL_MODES = ("auto", "min", "max")
 LOSS_ON = ("answer", "all")
 #: `sft` trains on demonstrations; `dpo`..`orpo` on `preference` pairs (modelops.tasks.preference); `grpo` on
-#: `prompt` rows with reward functions (modelops.tasks.grpo, modelops.train.grpo).
+#: `prompt` rows with reward functions (modelops.tasks.rollout, modelops.tasks.grpo).
 OBJECTIVES = ("sft", "dpo", "ipo", "simpo", "orpo", "grpo")
-PREFERENCE_OBJECTIVES = ("dpo", "ipo", "simpo", "orpo")
 #: GRPO's loss aggregations and reward scalings (as TRL's `loss_type` and `scale_rewards`).
 GRPO_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
 #: Metrics the loop can track during training, per task (`loss` is the validation loss per target token),
-#: and for the preference objectives (`loss` is the objective's mean over validation pairs).
-EVAL_METRICS = {"seq_cls": ("loss", "accuracy", "f1"), "causal_lm": ("loss", "perplexity"),
-                "preference": ("loss", "reward_accuracy", "reward_margin"), "grpo": ("reward",)}  # fmt: skip
+#: and for the preference objectives (`loss` is the objective's mean over validation pairs): each task's own.
+EVAL_METRICS = tracked_metrics()
 
 
 @dataclass

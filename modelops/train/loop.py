@@ -27,9 +27,11 @@ from modelops.log import say
 from modelops.models.attention import pick_attention
 from modelops.models.spec import ModelSpec
 from modelops.rundir import set_aside
+from modelops.tasks.task import Task, task_for
 from modelops.train.checkpoint import Checkpointer, LoopState
 from modelops.train.config import TrainConfig
-from modelops.train.evaluation import EvalSchedule
+from modelops.train.data import check_task, save_tokenize_report, setup_data
+from modelops.train.evaluation import EvalSchedule, loss_sum
 from modelops.train.metrics_log import MetricSink, MetricsLog
 from modelops.train.record import JobRecord
 from modelops.train.stopping import StopRequest, TrainingCancelled
@@ -95,19 +97,20 @@ def _fresh_accelerator_state() -> None:
     GradientState._reset_state()
 
 
-def _setup_attention(spec: ModelSpec, config: TrainConfig) -> tuple[ModelSpec, str | None]:
+def _setup_attention(task: Task, spec: ModelSpec, config: TrainConfig) -> tuple[ModelSpec, str | None]:
     """The spec with the attention kernel the probe picks for a causal LM, and why (None for classifiers)."""
-    if spec.task != "causal_lm":
+    if not task.causal:
         return spec, None
     kernel, why = pick_attention(spec.attn_implementation, config.batching == "packing")
     return (dataclasses.replace(spec, attn_implementation=kernel) if kernel else spec), why
 
 
 def _setup_model(spec: ModelSpec, labels: list[str] | None, seed: int, liger: bool):
+    """The model (with a head for `labels`, a classifier's: None otherwise) and its tokenizer."""
     from modelops.models.loading import apply_liger, load_model, load_tokenizer
 
     tokenizer = load_tokenizer(spec.name_or_path, spec.trust_remote_code)
-    model = load_model(spec, labels=labels if spec.task == "seq_cls" else None, seed=seed)
+    model = load_model(spec, labels=labels, seed=seed)
     if liger:
         apply_liger(model)
     if getattr(model.config, "pad_token_id", None) is None:
@@ -146,8 +149,7 @@ def _resume_key(dataset, spec: ModelSpec, config: TrainConfig, accelerator, tota
         "batch_size": config.batch_size, "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "batching": config.batching, "seed": config.seed, "num_processes": accelerator.num_processes,
         "total_steps": total_steps, "objective": config.objective,
-    } | ({"num_generations": config.num_generations, "num_iterations": config.num_iterations}
-         if config.objective == "grpo" else {})  # fmt: skip
+    }  # fmt: skip
 
 
 def train(
@@ -176,67 +178,51 @@ def train(
     """
     from accelerate.utils import set_seed
 
-    from modelops.train.data import check_task
-
     run_dir = Path(run_dir)
     record = record or JobRecord(run_dir / "job.json")
     config = check_task(spec, dataset, config)  # before anything is loaded
+    task = task_for(spec, dataset.format, config.objective)
     accelerator = _setup_accelerator(config, run_dir, record)
     record.enabled = record.enabled and accelerator.is_main_process
     set_seed(config.seed)
-    spec, why = _setup_attention(spec, config)
-    model, tokenizer = _setup_model(spec, dataset.labels, config.seed, config.liger)
+    spec, why = _setup_attention(task, spec, config)
+    model, tokenizer = _setup_model(spec, task.model_labels(dataset.labels), config.seed, config.liger)
     if why:
         _announce(accelerator, record, f"attention: {model.config._attn_implementation} ({why})")
     # The data needs the tokenizer; the step count needs the sharded loader; the scheduler needs the step count.
     data, loader = _setup_data(accelerator, dataset, tokenizer, model, spec, config, run_dir, record)
-    grpo = config.objective == "grpo"
-    # GRPO takes num_iterations optimizer steps on each generation (a window of prompts).
     windows_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
-    total_steps = config.max_steps or windows_per_epoch * config.epochs * (config.num_iterations if grpo else 1)
+    total_steps = config.max_steps or windows_per_epoch * config.epochs * task.steps_per_window(config)
     optimizer, scheduler = _setup_optimizer(model, config, total_steps, accelerator.device)
-    loss_step = _setup_objective(accelerator, model, spec, config)  # before prepare: the reference is the initial model
+    loss_step = task.loss_step(accelerator, model, spec, config)  # before prepare: the reference is the initial model
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if config.compile:
         # In place (Module.compile): parameter names and checkpoints stay those of the plain model. Not
         # Accelerate's dynamo_backend: that is process-wide state, fixed by the first Accelerator made.
         model.compile()
-    state = LoopState(key=_resume_key(dataset, spec, config, accelerator, total_steps))
+    state = LoopState(key={**_resume_key(dataset, spec, config, accelerator, total_steps), **task.resume_key(config)})
     checkpoints = Checkpointer(accelerator, model, state, run_dir, config.keep_checkpoints)
-    rollouts = None
-    if grpo:  # the completions being stepped on travel with every checkpoint
-        from modelops.train.grpo import Rollouts
-
-        rollouts = Rollouts()
-        accelerator.register_for_checkpointing(rollouts)
+    for part in task.checkpointed():  # the task's own state (GRPO: the completions being stepped on)
+        accelerator.register_for_checkpointing(part)
     resumed_from = _resume(checkpoints, config.resume, run_dir, record)
     if resumed_from is None:
         set_seed(config.seed, device_specific=True)  # per-process dropout streams
         if accelerator.is_main_process:
             set_aside(run_dir / "metrics.jsonl")  # a training that starts over never adds to an earlier curve
-    windows = _windows(accelerator, loader, data.sampler, state, config.gradient_accumulation_steps)
-    if grpo:
-        from modelops.train.grpo import GRPOStepper
-
-        stepper = GRPOStepper(accelerator, model, optimizer, scheduler, tokenizer, data.prompts, config, loss_step,
-                              rollouts)  # fmt: skip
-        windows = stepper.feed(windows)
-        scorer = None if data.validation is None else functools.partial(stepper.validate, data.validation,
-                                                                         config.eval_batch_size)  # fmt: skip
-    else:
-        stepper = _Stepper(accelerator, model, optimizer, scheduler, spec.task == "causal_lm", config.max_grad_norm,
-                           loss_step, config.liger, config.chunked_loss)  # fmt: skip
-        scorer = _pair_scorer(loss_step, accelerator, model, data, config)
+    stepper = task.stepper(_Stepper, accelerator, model, optimizer, scheduler, config, loss_step, tokenizer)
     log = _setup_logging(accelerator, config, spec, run_dir, record, total_steps, state.step, metric_sinks)
-    evaluation = EvalSchedule(accelerator, model, data.validation, data.eval_collate, config,
-                              spec.task == "causal_lm", len(dataset.labels or []), log, record, checkpoints.save_best,
-                              scorer)  # fmt: skip
+    evaluation = EvalSchedule(accelerator, model, data.validation, data.eval_collate, config, task.causal,
+                              len(dataset.labels or []), log, record, checkpoints.save_best,
+                              task.validation_scorer(loss_step, accelerator, model, data.validation,
+                                                     data.eval_collate, config, stepper))  # fmt: skip
     record.update(status="running", total_steps=total_steps)
     record.event("training started", total_steps=total_steps, from_step=state.step,
                  trainable_parameters=_trainable(model), processes=accelerator.num_processes)  # fmt: skip
+    windows = stepper.feed(_windows(accelerator, loader, data.sampler, state, config.gradient_accumulation_steps))
     _loop(state, windows, stepper, log, evaluation, checkpoints, config, total_steps, record)
     log.close()
-    model_dir = _finish(accelerator, model, tokenizer, spec, dataset, config, state, checkpoints, record, run_dir)
+    model_dir = _finish(accelerator, model, tokenizer, spec, dataset, config, state, checkpoints, record, run_dir,
+                        task.causal)  # fmt: skip
     return TrainResult(
         model_dir=model_dir, steps=state.step, final_loss=stepper.last_loss,
         tokens_per_second=stepper.tokens_per_second(), best_step=state.best_step, best_metric=state.best_metric,
@@ -268,35 +254,9 @@ def _loop(state: LoopState, windows: Iterator[list[dict[str, Any]]], stepper: _S
                 _checkpoint(checkpoints, stepper, loss, record)
 
 
-def _setup_objective(accelerator, model, spec: ModelSpec, config: TrainConfig):
-    """The loss step of a preference objective (None for SFT: the stepper's own loss); GRPO's reference (or None)."""
-    if config.objective == "sft":
-        return None
-    if config.objective == "grpo":
-        from modelops.tasks.preference import Reference
-
-        if not config.beta:  # no KL term: no reference model (as TRL)
-            return None
-        return Reference(model, spec.peft is not None, accelerator.autocast).to(accelerator.device)
-    from modelops.tasks.preference import preference_step
-
-    return preference_step(model, spec.peft is not None, config.objective, config.beta, config.label_smoothing,
-                           config.simpo_gamma, accelerator.device, accelerator.unwrap_model,
-                           accelerator.autocast)  # fmt: skip
-
-
-def _pair_scorer(loss_step, accelerator, model, data, config: TrainConfig):
-    """A preference objective scores its own validation pairs (loss, reward accuracy and margin); None for SFT."""
-    if loss_step is None or data.validation is None:
-        return None
-    return functools.partial(loss_step.validate, accelerator, model, data.validation, data.eval_collate,
-                             config.eval_batch_size)  # fmt: skip
-
-
 def _setup_data(accelerator, dataset, tokenizer, model, spec: ModelSpec, config: TrainConfig, run_dir: Path, record):
     """Tokenised, batched data (shown in the preview) and its loader prepared for this process."""
     from modelops.tasks.packing import packed_layout
-    from modelops.train.data import setup_data
 
     layout = packed_layout(model) if config.batching == "packing" else "block_mask"
     if config.batching == "packing":
@@ -304,8 +264,6 @@ def _setup_data(accelerator, dataset, tokenizer, model, spec: ModelSpec, config:
     data = setup_data(dataset, tokenizer, spec, config, layout)
     record.event("data ready", cache_hits=data.cache_hits, train_batches=len(data.loader))
     if accelerator.is_main_process:
-        from modelops.train.data import save_tokenize_report
-
         save_tokenize_report(data.tokenize_report, run_dir / "data")
     if accelerator.is_main_process and data.preview:
         from modelops.io import atomic_path
@@ -394,14 +352,14 @@ def _checkpoint(checkpoints: Checkpointer, stepper: _Stepper, loss, record: JobR
 
 
 def _finish(accelerator, model, tokenizer, spec: ModelSpec, dataset, config: TrainConfig, state: LoopState,
-            checkpoints: Checkpointer, record: JobRecord, run_dir: Path) -> Path:  # fmt: skip
+            checkpoints: Checkpointer, record: JobRecord, run_dir: Path, causal: bool) -> Path:  # fmt: skip
     from modelops.train.output import save_model
 
     if config.keep_best and checkpoints.restore_best():
         record.event("model/ holds the best evaluation", step=state.best_step, metric=state.best_metric)
     info = {
         "best_step": state.best_step if config.keep_best else None, "steps": state.step,
-        "loss_on": config.loss_on if spec.task == "causal_lm" else None, "objective": config.objective,
+        "loss_on": config.loss_on if causal else None, "objective": config.objective,
         "merged": bool(config.merge_adapter and spec.peft is not None),
     }  # fmt: skip
     model_dir = save_model(accelerator, model, tokenizer, spec, dataset, run_dir, info)
@@ -432,8 +390,6 @@ class _Stepper:
         """Step over `window`; return this process's share of the mean loss (a tensor: reading it syncs)."""
         import torch
 
-        from modelops.train.evaluation import loss_sum
-
         accelerator = self.accelerator
         targets = torch.tensor(float(sum(b["num_targets"] for b in window)), device=accelerator.device)
         if accelerator.num_processes > 1:
@@ -458,6 +414,10 @@ class _Stepper:
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total / accelerator.num_processes
+
+    def feed(self, windows: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+        """What `step` takes: the loop's windows of micro-batches, as they come."""
+        return windows
 
     def loss_value(self, loss, step: int) -> float:
         """The mean loss over all processes (a device sync: only on logging and checkpoint steps)."""

@@ -1,9 +1,11 @@
-"""GRPO in the training loop: sample a group of completions per prompt, score them, step on the clipped surrogate.
+"""GRPO as a task: sample a group of completions per prompt, score them, step on the clipped surrogate.
 
-The loop (`modelops.train.loop`) drives it like any objective; what differs lives here:
+The loop (`modelops.train.loop`) drives it like any task (`GRPO`, registered as `trainer.objective=grpo` in
+`modelops.tasks.task`); what differs lives here:
 
-- `prompt_data` tokenises the `prompt` rows (text, or chat messages through the chat template) and batches
-  prompts: a micro-batch is `batch_size` prompts, each sampled `num_generations` times.
+- `GRPO.tokenize` turns the `prompt` rows (text, or chat messages through the chat template) into prompt token
+  ids, keeping the rows' other columns for the rewards; a micro-batch is `batch_size` prompts, each sampled
+  `num_generations` times.
 - `GRPOStepper.feed` turns the loop's windows (the micro-batches of one optimizer step) into rollouts: the
   whole window is generated at once, in eval mode, with the KV cache and the sampling settings, then scored by
   the reward functions (`modelops.tasks.rewards`), and turned into group-normalised advantages
@@ -12,7 +14,7 @@ The loop (`modelops.train.loop`) drives it like any objective; what differs live
 - `GRPOStepper.step` takes one optimizer step over the rollouts' micro-batches: each micro-batch's share of the
   step's loss (`modelops.tasks.grpo.aggregate`, normalised by the totals of the whole step over all processes),
   so any split into micro-batches or processes gives the same update.
-- `Rollouts` is registered for checkpointing: a run killed between the iterations of one generation resumes
+- `Rollouts` is saved with every checkpoint: a run killed between the iterations of one generation resumes
   with the very completions it was stepping on (Accelerate's checkpoint carries the sampling RNG).
 
 Groups are never split across processes: each process samples and scores the groups of its own prompts, and
@@ -22,52 +24,125 @@ the logged reward statistics are reduced over all of them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from modelops.errors import ConfigError, DataError, JobError
 from modelops.models.generation import generate_ids, generation_options, left_pad, stop_ids
+from modelops.models.spec import ModelSpec
 from modelops.tasks import grpo as math_
+from modelops.tasks.base import Task
+from modelops.tasks.batching import eval_batches
 from modelops.tasks.rewards import Reward, build_rewards, score
 from modelops.tasks.sft import bos_to_add
-from modelops.train.config import TrainConfig
+from modelops.tasks.truncation import CUT, PROMPT_CUT, ROW, WHOLE
 
-#: What the loop logs for a GRPO step besides loss, learning rate and tokens/s (TRL's names where it has them).
-STEP_METRICS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio",
-                "entropy", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean")  # fmt: skip
+if TYPE_CHECKING:  # the config lives in `modelops.train`, above this layer: read, never imported
+    from modelops.train.config import TrainConfig
+
+#: The columns of a tokenised prompt row that are not the row's own.
+_TOKEN_COLUMNS = ("input_ids", "length", ROW, CUT)
+
+
+class GRPO(Task):
+    """A causal LM trained by GRPO on `prompt` rows with reward functions (`trainer.objective=grpo`)."""
+
+    name = "grpo"
+    causal = True
+    eval_metrics = ("reward",)
+
+    def __init__(self, objective: str = "grpo"):
+        super().__init__(objective)
+        self.rollouts = Rollouts()
+
+    def check(self, spec: ModelSpec, dataset, config: TrainConfig) -> None:
+        if spec.task != "causal_lm":
+            raise ConfigError(
+                f"trainer.objective=grpo: generates completions, for causal LMs, not model.task={spec.task}"
+            )
+        if dataset.format != "prompt":
+            hint = " (a prompt/answer file is read as completion data: set dataset.format=prompt)" if (
+                dataset.format == "completion") else ""  # fmt: skip
+            raise ConfigError(
+                f"trainer.objective=grpo samples completions of prompts: it needs `prompt` data (a prompt column, "
+                f"text or chat messages, and the columns the rewards read), not {dataset.format!r}{hint}"
+            )
+        if config.batching == "packing":
+            raise ConfigError("trainer.batching=packing: not with trainer.objective=grpo (prompts are generated from)")
+        if config.truncation_side != "left":
+            raise ConfigError(
+                f"trainer.truncation_side={config.truncation_side!r}: not with trainer.objective=grpo; an over-long "
+                "prompt is cut from the left (its end, next to the completion, is kept)"
+            )
+        if not config.rewards:
+            raise ConfigError(
+                "trainer.rewards: trainer.objective=grpo needs at least one reward function, e.g. "
+                "trainer.rewards=[{_target_: modelops.tasks.rewards.correctness, _partial_: true, column: answer}]"
+            )
+        build_rewards(config.rewards, config.reward_weights)  # names a bad entry before anything is loaded
+        if spec.max_length - config.max_new_tokens < 1:
+            raise ConfigError(
+                f"trainer.max_new_tokens={config.max_new_tokens} leaves no room for a prompt in "
+                f"model.max_length={spec.max_length}"
+            )
+
+    def _tracked_for(self, spec: ModelSpec) -> str:
+        return f"{spec.task} with trainer.objective=grpo"
+
+    def cache_key(self, dataset, spec: ModelSpec, config: TrainConfig) -> dict[str, Any]:
+        return {"prompts": True, "max_new_tokens": config.max_new_tokens}
+
+    def tokenize(self, dataset, split: str, tokenizer, spec: ModelSpec, config: TrainConfig, locate):
+        return tokenize_prompts(dataset[split], tokenizer, spec.max_length - config.max_new_tokens, config.too_long,
+                                locate)  # fmt: skip
+
+    def rows(self, tokenized):
+        return tokenized.remove_columns([CUT])  # the prompt and the columns the rewards read ride along
+
+    def collator(self, tokenizer, spec: ModelSpec, packing: bool, layout: str):
+        return collate_prompts
+
+    def preview(self, tokenized, tokenizer, n: int, labels: list[str] | None = None) -> str:
+        rows = tokenized.select(range(min(n, len(tokenized))))
+        return "\n".join(f"--- prompt {i} ({len(row['input_ids'])} tokens)\n"
+                         f"{tokenizer.decode(row['input_ids'], skip_special_tokens=False)}"
+                         for i, row in enumerate(rows))  # fmt: skip
+
+    def loss_step(self, accelerator, model, spec: ModelSpec, config: TrainConfig):
+        """The reference model (the start model) when the KL term is on (`beta > 0`), else None (none is loaded)."""
+        if not config.beta:
+            return None
+        from modelops.tasks.preference import Reference
+
+        return Reference(model, spec.peft is not None, accelerator.autocast).to(accelerator.device)
+
+    def stepper(self, default, accelerator, model, optimizer, scheduler, config: TrainConfig, loss_step,
+                tokenizer=None):  # fmt: skip
+        return GRPOStepper(accelerator, model, optimizer, scheduler, tokenizer, config, loss_step, self.rollouts)
+
+    def steps_per_window(self, config: TrainConfig) -> int:
+        return config.num_iterations
+
+    def resume_key(self, config: TrainConfig) -> dict[str, Any]:
+        return {"num_generations": config.num_generations, "num_iterations": config.num_iterations}
+
+    def checkpointed(self) -> list[Any]:
+        return [self.rollouts]
+
+    def validation_scorer(self, loss_step, accelerator, model, validation, collate, config: TrainConfig,
+                          stepper=None):  # fmt: skip
+        if validation is None:
+            return None
+        return functools.partial(stepper.validate, validation, config.eval_batch_size)
+
+    def default_metrics(self, data_format: str) -> list[str]:
+        raise DataError("prompt data has no reference answers the evaluator scores; evaluate on completion data")
 
 
 # -- data -------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PromptData:
-    """The prompts the loop iterates (the same attributes as `modelops.train.data.TrainData`)."""
-
-    loader: Any
-    sampler: Any
-    validation: Any  # `Prompts` of the validation split, or None
-    eval_collate: Any
-    cache_hits: dict[str, bool]
-    preview: str
-    tokenize_report: dict[str, dict[str, Any]]
-    prompts: Prompts | None = None  # the train split's
-
-
-@dataclass
-class Prompts:
-    """One split's prompts: token ids, the prompt as the rows give it (text or messages), the other columns."""
-
-    ids: list[list[int]]
-    prompts: list[Any]
-    columns: dict[str, list[Any]]
-
-    def select(self, rows: Sequence[int]) -> tuple[list[list[int]], list[Any], dict[str, list[Any]]]:
-        return ([self.ids[i] for i in rows], [self.prompts[i] for i in rows],
-                {k: [v[i] for i in rows] for k, v in self.columns.items()})  # fmt: skip
 
 
 def prompt_text(prompt: Any, tokenizer) -> str:
@@ -79,80 +154,45 @@ def prompt_text(prompt: Any, tokenizer) -> str:
     return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
 
 
-def tokenize_prompts(dataset, split: str, tokenizer, max_length: int, max_new_tokens: int,
-                     too_long: str) -> tuple[Prompts, dict[str, Any]]:  # fmt: skip
-    """The split's prompts as token ids, at most `max_length - max_new_tokens` long (longer ones keep their end,
-    are skipped, or are an error naming the file and line, per `too_long`), and a report of what was cut or skipped.
-    """
-    max_prompt = max_length - max_new_tokens
-    table = dataset[split]
+def tokenize_prompts(table, tokenizer, max_prompt: int, too_long: str, locate):
+    """The rows of `table` with their prompt's token ids (`input_ids`, `length`) and the bookkeeping columns of
+    `modelops.tasks.truncation` (`ROW`, `CUT`); a prompt longer than `max_prompt` keeps its end (`truncate`), is
+    left out (`skip`) or is an error naming its file and line (`reject`). Tokenised as SFT does: BOS first when
+    the tokenizer adds one, never twice (a chat template that writes it already)."""
+    import datasets
+
     prompts = table["prompt"]
     texts = [prompt_text(p, tokenizer) for p in prompts]
-    # As SFT tokenises (`modelops.tasks.sft`): BOS first when the tokenizer adds one, never twice (a chat
-    # template that writes it already).
     bos = bos_to_add(tokenizer)
     ids = [[bos] if bos is not None and not text.startswith(tokenizer.bos_token) else [] for text in texts]
     for row, tokens in zip(ids, tokenizer(texts, add_special_tokens=False)["input_ids"], strict=True):
         row.extend(tokens)
-    keep, cut, skipped = [], [], []
+    keep, cuts = [], []
     for i, row in enumerate(ids):
+        cut = WHOLE
         if len(row) > max_prompt:
             if too_long == "reject":
-                place = dataset.locate(split, [i])[0]
                 raise DataError(
-                    f"{place}: the prompt has {len(row)} tokens, more than model.max_length - trainer.max_new_tokens "
-                    f"= {max_prompt}; shorten it, raise model.max_length, or set trainer.too_long=truncate|skip"
+                    f"{locate([i])[0]}: the prompt has {len(row)} tokens, more than model.max_length - "
+                    f"trainer.max_new_tokens = {max_prompt}; shorten it, raise model.max_length, or set "
+                    "trainer.too_long=truncate|skip"
                 )
             if too_long == "skip":
-                skipped.append(i)
                 continue
-            cut.append(i)
-            ids[i] = row[-max_prompt:]  # the end of the prompt, next to the completion, is kept
+            ids[i], cut = row[-max_prompt:], PROMPT_CUT  # the end of the prompt, next to the completion, is kept
         keep.append(i)
-    if not keep:
-        raise DataError(f"split {split!r}: every prompt is longer than {max_prompt} tokens (trainer.too_long=skip)")
-    others = [c for c in table.column_names if c != "prompt"]
-    columns = {c: [table[c][i] for i in keep] for c in others} if others else {}
-    examples = {"prompt_cut": dataset.locate(split, cut[:5]), "skipped": dataset.locate(split, skipped[:5])}
-    # The schema of `modelops.tasks.truncation.summary`, so the report and its console line read alike.
-    report = {"split": split, "max_length": max_length, "max_prompt_tokens": max_prompt, "too_long": too_long,
-              "truncation_side": "left", "rows_in": len(ids), "rows_out": len(keep),
-              "kept_whole": len(keep) - len(cut), "prompt_cut": len(cut), "end_cut": 0, "skipped": len(skipped),
-              "examples": {kind: places for kind, places in examples.items() if places}}  # fmt: skip
-    return Prompts([ids[i] for i in keep], [prompts[i] for i in keep], columns), report
+        cuts.append(cut)
+    kept = table.select(keep)
+    columns = {"input_ids": [ids[i] for i in keep], "length": [len(ids[i]) for i in keep], ROW: keep, CUT: cuts}
+    return datasets.Dataset.from_dict({**columns, **{c: kept[c] for c in kept.column_names}})
 
 
-def _collate(features: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"rows": [int(f["row"]) for f in features], "num_tokens": sum(int(f["length"]) for f in features),
-            "num_targets": len(features)}  # fmt: skip
-
-
-def prompt_data(dataset, tokenizer, spec, config: TrainConfig) -> PromptData:
-    """Tokenised prompts of the train split (and of validation when evaluating), batched by length."""
-    import datasets
-
-    from modelops.train.batching import train_loader
-
-    max_prompt = spec.max_length - config.max_new_tokens
-    if max_prompt < 1:
-        raise ConfigError(
-            f"trainer.max_new_tokens={config.max_new_tokens} leaves no room for a prompt in "
-            f"model.max_length={spec.max_length}"
-        )
-    lengths = (spec.max_length, config.max_new_tokens, config.too_long)
-    train, report = tokenize_prompts(dataset, "train", tokenizer, *lengths)
-    reports = {"train": report}
-    validation = None
-    if config.eval_every:
-        validation, reports["validation"] = tokenize_prompts(dataset, "validation", tokenizer, *lengths)
-    index = datasets.Dataset.from_dict({"row": list(range(len(train.ids))), "length": [len(i) for i in train.ids]})
-    loader = train_loader(index, _collate, config.batch_size, config.seed, config.batching)
-    preview = ""
-    if config.preview_examples:
-        shown = [f"--- prompt {i} ({len(ids)} tokens)\n{tokenizer.decode(ids, skip_special_tokens=False)}"
-                 for i, ids in enumerate(train.ids[: config.preview_examples])]  # fmt: skip
-        preview = "\n".join(shown)
-    return PromptData(loader, loader.batch_sampler, validation, None, {"train": False}, preview, reports, train)
+def collate_prompts(features: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch of prompts: their token ids, the prompts as the rows give them, and the rows' other columns."""
+    others = [k for k in features[0] if k not in _TOKEN_COLUMNS and k != "prompt"]
+    return {"prompt_ids": [list(f["input_ids"]) for f in features], "prompts": [f["prompt"] for f in features],
+            "columns": {k: [f[k] for f in features] for k in others},
+            "num_tokens": sum(int(f["length"]) for f in features), "num_targets": len(features)}  # fmt: skip
 
 
 # -- rollouts ---------------------------------------------------------------------------------------------------
@@ -191,17 +231,16 @@ class GRPOStepper:
     Args:
         accelerator, model, optimizer, scheduler: the prepared training parts.
         tokenizer: the model's tokenizer (padding, EOS, decoding completions).
-        prompts: the train split's `Prompts`.
         config: the trainer settings (`num_generations`, `max_new_tokens`, `temperature`, `top_p`, `epsilon`,
             `epsilon_high`, `beta`, `loss_type`, `scale_rewards`, `num_iterations`, `rewards`, `reward_weights`).
         reference: the reference model's scorer (`modelops.tasks.preference.Reference`) when `beta > 0`.
         rollouts: the checkpointed rollouts (registered with the accelerator before a resume loads them).
     """
 
-    def __init__(self, accelerator, model, optimizer, scheduler, tokenizer, prompts: Prompts, config: TrainConfig,
-                 reference, rollouts: Rollouts):  # fmt: skip
+    def __init__(self, accelerator, model, optimizer, scheduler, tokenizer, config: TrainConfig, reference,
+                 rollouts: Rollouts):  # fmt: skip
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
-        self.tokenizer, self.prompts, self.config = tokenizer, prompts, config
+        self.tokenizer, self.config = tokenizer, config
         self.reference, self.rollouts = reference, rollouts
         self.rewards: list[Reward] = build_rewards(config.rewards or [], config.reward_weights)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -211,11 +250,11 @@ class GRPOStepper:
         self.last_loss = float("nan")
         self._sums: dict[str, float] = {}
         self._counts: dict[str, float] = {}
-        rollouts.to(accelerator.device)
 
-    # The loop calls `step(next(windows))` with the windows `feed` makes of its own.
     def feed(self, windows: Iterator[list[dict[str, Any]]]) -> Iterator[Rollouts]:
-        """The rollouts of each optimizer step: a new generation every `num_iterations` steps."""
+        """The rollouts of each optimizer step: a new generation every `num_iterations` steps (the loop calls
+        `step(next(...))` on them). Rollouts restored from a checkpoint are stepped on first."""
+        self.rollouts.to(self.accelerator.device)
         while True:
             if self.rollouts.remaining == 0:
                 self._generate(next(windows))
@@ -268,14 +307,15 @@ class GRPOStepper:
         import torch
 
         accelerator, config, group = self.accelerator, self.config, self.config.num_generations
-        rows = [r for batch in window for r in batch["rows"]]
-        ids, prompts, columns = self.prompts.select(rows)
+        ids = [row for batch in window for row in batch["prompt_ids"]]
+        prompts = [prompt for batch in window for prompt in batch["prompts"]]
+        columns = {k: [v for batch in window for v in batch["columns"][k]] for k in window[0]["columns"]}
         started = time.perf_counter()
         prompt_ids, prompt_mask, completion, completion_mask = self._sample(ids)
         lengths = completion_mask.sum(-1).tolist()
         texts = [self.tokenizer.decode(row[: int(n)], skip_special_tokens=True)
                  for row, n in zip(completion.tolist(), lengths, strict=True)]  # fmt: skip
-        repeat = [i for i in range(len(rows)) for _ in range(group)]
+        repeat = [i for i in range(len(ids)) for _ in range(group)]
         total, per_function = score(self.rewards, [prompts[i] for i in repeat], texts,
                                     {k: [v[i] for i in repeat] for k, v in columns.items()})  # fmt: skip
         rewards = torch.as_tensor(total, dtype=torch.float32, device=accelerator.device)
@@ -284,7 +324,7 @@ class GRPOStepper:
         input_ids = torch.cat([prompt_ids, completion], dim=1)
         attention = torch.cat([prompt_mask, completion_mask], dim=1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        per_batch = len(window[0]["rows"]) * group
+        per_batch = len(window[0]["prompt_ids"]) * group
         batches = []
         for start in range(0, len(input_ids), per_batch):
             part = slice(start, start + per_batch)
@@ -300,7 +340,7 @@ class GRPOStepper:
         self.rollouts.batches, self.rollouts.remaining = batches, config.num_iterations
         self.rollouts.sequences, self.rollouts.tokens = int(sequences[0]), float(sequences[1])
         self.tokens += int(completion_mask.sum())
-        self.prompts_done += len(rows)
+        self.prompts_done += len(ids)
         self.generation_seconds = time.perf_counter() - started
 
     def _sample(self, ids: list[list[int]]):
@@ -439,30 +479,41 @@ class GRPOStepper:
 
     # -- validation -----------------------------------------------------------------------------------------
 
-    def validate(self, validation: Prompts, batch_size: int) -> dict[str, float]:
-        """Mean reward (and per function) of greedy completions of the validation prompts, over all processes."""
+    def validate(self, validation, batch_size: int) -> dict[str, float]:
+        """Mean reward (and per function) of greedy completions of the validation prompts, over all processes.
+
+        Args:
+            validation: the tokenised validation rows (`GRPO.tokenize`: prompt ids and the rows' columns).
+        """
         import torch
 
         accelerator = self.accelerator
-        mine = list(range(accelerator.process_index, len(validation.ids), accelerator.num_processes))
-        ids, prompts, columns = validation.select(mine)
+        batches = eval_batches(validation, batch_size)[accelerator.process_index :: accelerator.num_processes]
         policy = accelerator.unwrap_model(self.model)
         options = generation_options(policy, self.tokenizer, self.config.max_new_tokens)
-        policy.eval()
-        with self.accelerator.autocast():
-            new_tokens = generate_ids(policy, ids, options, batch_size)
-        policy.train()
-        completions = [self.tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens]
-        total, per_function = score(self.rewards, prompts, completions, columns) if mine else ([], {})
         names = [r.name for r in self.rewards]
-        sums = [float(sum(total)), float(len(total))]
-        for name in names:
-            given = [v for v in per_function.get(name, []) if not math.isnan(v)]
-            sums += [float(sum(given)), float(len(given))]
-        values = torch.tensor(sums, dtype=torch.float64, device=accelerator.device)
+        sums = torch.zeros(2 + 2 * len(names), dtype=torch.float64)
+        policy.eval()
+        try:
+            for index in batches:
+                batch = collate_prompts(validation.__getitems__(index))
+                with accelerator.autocast():
+                    new_tokens = generate_ids(policy, batch["prompt_ids"], options, batch_size)
+                completions = [self.tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens]
+                total, per_function = score(self.rewards, batch["prompts"], completions, batch["columns"])
+                total = torch.as_tensor(total, dtype=torch.float64)
+                given = ~torch.isnan(total)
+                parts = [torch.nan_to_num(total).sum(), given.sum()]
+                for name in names:
+                    values = torch.as_tensor(per_function[name], dtype=torch.float64)
+                    parts += [torch.nan_to_num(values).sum(), (~torch.isnan(values)).sum()]
+                sums += torch.stack([p.double() for p in parts])
+        finally:
+            policy.train()
+        sums = sums.to(accelerator.device)
         if accelerator.num_processes > 1:
-            values = accelerator.reduce(values, "sum")
-        values = values.tolist()
+            sums = accelerator.reduce(sums, "sum")
+        values = sums.tolist()
         out = {"reward": values[0] / max(values[1], 1)}
         for i, name in enumerate(names):
             out[f"rewards/{name}"] = values[2 + 2 * i] / max(values[3 + 2 * i], 1)
