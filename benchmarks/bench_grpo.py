@@ -2,7 +2,7 @@
 
 Both start from the same model: the tiny Llama (seeded random weights, byte tokenizer) after a short SFT
 warm-up on sums ("Question: What is 3 + 4?\nAnswer:" -> " 3 + 4 = 7\n#### 7", made here with modelops' SFT,
-1 epoch), so the rewards are neither all 0 nor all 1. Then GRPO on the prompt rows of the same sums, the same
+2 epochs), so the rewards are neither all 0 nor all 1. Then GRPO on the prompt rows of the same sums, the same
 on both sides: full fine-tuning, `--prompts-per-step` prompts per optimizer step, `--generations` completions
 each, at most `--new-tokens` new tokens, temperature 1, top-p 1, beta 0 (no reference), loss `dapo`, rewards
 correctness (1 for the right number) + 0.2 x format (ends in `#### N`), AdamW at a constant learning rate, fp32,
@@ -34,14 +34,14 @@ LR, SEED, MAX_LENGTH, LARGEST, FORMAT = 2e-4, 0, 64, 5, r"#### -?\d+$"
 
 
 def warm_up(workdir: Path) -> Path:
-    """The start model of both sides: SFT of the tiny Llama on worked " a + b = c\\n#### c" completions (one epoch)."""
+    """The start model of both sides: SFT of the tiny Llama on worked " a + b = c\\n#### c" completions (two epochs)."""
     from modelops.data.arithmetic import arithmetic_demo
     from modelops.models.spec import ModelSpec
     from modelops.train.config import TrainConfig
     from modelops.train.loop import train
 
     data = arithmetic_demo(n=800, seed=SEED, validation=0, test=0, style="completion", largest=LARGEST)
-    config = TrainConfig(epochs=1, batch_size=16, learning_rate=2e-3, warmup_ratio=0.05, seed=SEED, resume=None,
+    config = TrainConfig(epochs=2, batch_size=16, learning_rate=1e-3, warmup_ratio=0.05, seed=SEED, resume=None,
                          checkpoint_every=None, cache_dir=str(workdir / "cache"), preview_examples=0,
                          log_every=50)  # fmt: skip
     spec = ModelSpec(name_or_path="tiny-llama", task="causal_lm", max_length=MAX_LENGTH)

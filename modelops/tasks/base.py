@@ -7,14 +7,15 @@ Apart from the registry (`modelops.tasks.task`) so a module of its own (`tasks/g
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelops.errors import ConfigError
 from modelops.models.spec import ModelSpec
 from modelops.tasks.batching import model_columns
 
-if TYPE_CHECKING:  # the config lives in `modelops.train`, above this layer: read, never imported
-    from modelops.train.config import TrainConfig
+#: The trainer's settings, `modelops.train.config.TrainConfig`: a layer above this one, so read by attribute
+#: and never imported here.
+TrainConfig = Any
 
 
 class Task:

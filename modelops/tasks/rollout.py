@@ -28,20 +28,17 @@ import functools
 import math
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelops.errors import ConfigError, DataError, JobError
 from modelops.models.generation import generate_ids, generation_options, left_pad, stop_ids
 from modelops.models.spec import ModelSpec
 from modelops.tasks import grpo as math_
-from modelops.tasks.base import Task
+from modelops.tasks.base import Task, TrainConfig
 from modelops.tasks.batching import eval_batches
 from modelops.tasks.rewards import Reward, build_rewards, score
 from modelops.tasks.sft import bos_to_add
 from modelops.tasks.truncation import CUT, PROMPT_CUT, ROW, WHOLE
-
-if TYPE_CHECKING:  # the config lives in `modelops.train`, above this layer: read, never imported
-    from modelops.train.config import TrainConfig
 
 #: The columns of a tokenised prompt row that are not the row's own.
 _TOKEN_COLUMNS = ("input_ids", "length", ROW, CUT)

@@ -13,16 +13,13 @@ config option that names it): the loop calls the task's `check`, `tokenize`, `co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelops.errors import ConfigError, DataError
 from modelops.models.spec import ModelSpec
-from modelops.tasks.base import Task
+from modelops.tasks.base import Task, TrainConfig
 from modelops.tasks.batching import CountingCollator
 from modelops.tasks.rollout import GRPO
-
-if TYPE_CHECKING:  # the config lives in `modelops.train`, above this layer: read, never imported
-    from modelops.train.config import TrainConfig
 
 #: The data formats a causal LM trains on (SFT; preference rows train their chosen side).
 CAUSAL_FORMATS = ("text", "completion", "instruction", "chat", "preference")
