@@ -4,18 +4,19 @@ Both start from the same model: the tiny Llama (seeded random weights, byte toke
 warm-up on sums ("Question: What is 3 + 4?\nAnswer:" -> " 3 + 4 = 7\n#### 7", made here with modelops' SFT,
 2 epochs), so the rewards are neither all 0 nor all 1. Then GRPO on the prompt rows of the same sums, the same
 on both sides: full fine-tuning, `--prompts-per-step` prompts per optimizer step, `--generations` completions
-each, at most `--new-tokens` new tokens, temperature 1, top-p 1, beta 0 (no reference), loss `dapo`, rewards
-correctness (1 for the right number) + 0.2 x format (ends in `#### N`), AdamW at a constant learning rate, fp32,
-one optimizer step per generation. TRL is configured as a careful user would: bf16 and gradient
-checkpointing off (its defaults turn both on, also on a CPU), no reporting, no saving, generation with
-transformers (`use_vllm=False`), dropout disabled on both sides (the tiny Llama has none).
+each, at most `--new-tokens` new tokens, temperature 1, top-p 1, beta 0.04 (a KL to the start model, a frozen
+copy on both sides), loss `dapo`, rewards correctness (1 for the right number) + 0.2 x format (ends in `#### N`),
+AdamW at a constant learning rate, fp32, one optimizer step per generation (the `grpo_tiny` recipe's settings).
+TRL is configured as a careful user would: bf16 and gradient checkpointing off (its defaults turn both on, also on
+a CPU), no reporting, no saving, generation with transformers (`use_vllm=False`), dropout disabled on both sides
+(the tiny Llama has none).
 
 Figures: prompts per second and generated tokens per second of training (from the end of the first step
 to the end of the last; setup left out on both sides), the ratios, and the reward curves (a moving mean
 of 10 steps; the prompts come in a different order on each side and completions are sampled, so single
 steps differ) with their largest gap.
 
-    python benchmarks/bench_grpo.py [--steps 60] [--prompts-per-step 8] [--generations 8] [--new-tokens 20]
+    python benchmarks/bench_grpo.py [--steps 120] [--prompts-per-step 8] [--generations 8] [--new-tokens 20]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-LR, SEED, MAX_LENGTH, LARGEST, FORMAT = 2e-4, 0, 64, 5, r"#### -?\d+$"
+LR, BETA, SEED, MAX_LENGTH, LARGEST, FORMAT = 5e-5, 0.04, 0, 64, 5, r"#### -?\d+$"
 
 
 def warm_up(workdir: Path) -> Path:
@@ -79,7 +80,7 @@ def run_ours(start: Path, rows: list[dict], options, workdir: Path) -> dict:
     config = TrainConfig(
         objective="grpo", max_steps=options.steps, batch_size=options.prompts_per_step,
         num_generations=options.generations, max_new_tokens=options.new_tokens, temperature=1.0, top_p=1.0,
-        beta=0.0, loss_type="dapo", rewards=functions, reward_weights=weights, learning_rate=LR, weight_decay=0.0,
+        beta=BETA, loss_type="dapo", rewards=functions, reward_weights=weights, learning_rate=LR, weight_decay=0.0,
         scheduler="constant", warmup_ratio=0.0, max_grad_norm=1.0, batching="pad", seed=SEED, log_every=1,
         resume=None, checkpoint_every=None, preview_examples=0, mixed_precision="no",
     )  # fmt: skip
@@ -108,7 +109,7 @@ def run_trl(start: Path, rows: list[dict], options, workdir: Path) -> dict:
     args = GRPOConfig(
         output_dir=str(workdir / "trl"), per_device_train_batch_size=options.prompts_per_step * options.generations,
         gradient_accumulation_steps=1, num_generations=options.generations, max_completion_length=options.new_tokens,
-        max_steps=options.steps, temperature=1.0, top_p=1.0, top_k=0, beta=0.0, loss_type="dapo",
+        max_steps=options.steps, temperature=1.0, top_p=1.0, top_k=0, beta=BETA, loss_type="dapo",
         scale_rewards="group", num_iterations=1, reward_weights=weights, learning_rate=LR, weight_decay=0.0,
         lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=1.0, seed=SEED, bf16=False, fp16=False,
         gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), use_vllm=False, save_strategy="no",
@@ -140,7 +141,7 @@ def moving_mean(values: list[float], window: int = 10) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--prompts-per-step", type=int, default=8)
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=20)

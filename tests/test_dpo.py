@@ -194,7 +194,7 @@ def test_tokenize_pairs_skip_drops_the_long_pairs_and_says_so():
 
 def test_objective_options_are_checked_with_their_key():
     for options, message in [
-        ({"objective": "kto"}, r"trainer.objective: must be one of \['sft', 'dpo', 'ipo', 'simpo', 'orpo'\]"),
+        ({"objective": "kto"}, r"trainer.objective: must be one of \['sft', 'dpo', 'ipo', 'simpo', 'orpo', 'grpo'\]"),
         ({"beta": 0.0}, r"trainer.beta: must be > 0"),
         ({"label_smoothing": 0.5}, r"trainer.label_smoothing: must be in \[0, 0.5\)"),
         ({"simpo_gamma": -1.0}, r"trainer.simpo_gamma: must be >= 0"),
